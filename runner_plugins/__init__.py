@@ -1,0 +1,1 @@
+"""Job types and the interface they implement."""

@@ -1,0 +1,46 @@
+"""create_app(settings): the FastAPI application with every router and middleware listed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from runpack_api.bodylimit import BodyLimitMiddleware, body_caps
+from runpack_api.errors import install_error_handlers
+from runpack_api.routes import admin, health, jobs, runner
+from runpack_api.runtime import Runtime
+from runpack_tasks.settings import RunpackSettings, get_settings
+
+
+def create_app(settings: RunpackSettings) -> FastAPI:
+    """The API for ``settings``; refuses to build without the three API keys."""
+    settings.require_keys()
+    runtime = Runtime.start(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.close()
+
+    app = FastAPI(
+        title="Runpack",
+        summary="Compute things on demand, and never the same thing twice.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.add_middleware(BodyLimitMiddleware, caps=body_caps(settings))
+    install_error_handlers(app)
+
+    app.include_router(jobs.router, prefix="/api/jobs", tags=["jobs"])
+    app.include_router(runner.router, prefix="/api/runner", tags=["runner"])
+    app.include_router(admin.router, prefix="/api/admin", tags=["admin"])
+    app.include_router(health.router, tags=["health"])
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The API configured from ``RUNPACK_*`` variables (uvicorn's factory entry point)."""
+    return create_app(get_settings())

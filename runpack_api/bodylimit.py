@@ -1,0 +1,76 @@
+"""Caps on raw request bodies, enforced before anything parses them (413)."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runpack_api.jsonbody import json_response
+from runpack_tasks.settings import RunpackSettings
+
+#: Room for the JSON around the limited fields (keys, other small fields).
+ENVELOPE_BYTES = 4096
+#: Any body of a route not listed in ``body_caps``.
+DEFAULT_CAP_BYTES = 64 * 1024
+
+
+def body_caps(settings: RunpackSettings) -> dict[str, int]:
+    """Raw body cap by the last path segment of the routes that take large bodies."""
+    return {
+        "submit": settings.max_input_bytes + ENVELOPE_BYTES,
+        "check": settings.max_input_bytes + ENVELOPE_BYTES,
+        "heartbeat": settings.max_console_bytes + ENVELOPE_BYTES,
+        "complete": settings.max_output_bytes + settings.max_console_bytes + ENVELOPE_BYTES,
+        "error": settings.max_error_bytes + settings.max_console_bytes + ENVELOPE_BYTES,
+    }
+
+
+class _TooLarge(HTTPException):
+    """Raised from ``receive`` once a body passes its cap (FastAPI lets HTTPExceptions through)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(413, f"request body over the limit of {cap} bytes")
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to a body over its route's cap, from Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, caps: dict[str, int]) -> None:
+        self.app = app
+        self.caps = caps
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cap = self.caps.get(scope["path"].rstrip("/").rsplit("/", 1)[-1], DEFAULT_CAP_BYTES)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            await self._refuse(cap, scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > cap:
+                raise _TooLarge(cap)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(cap, scope, receive, send)
+
+    @staticmethod
+    async def _refuse(cap: int, scope: Scope, receive: Receive, send: Send) -> None:
+        response = json_response({"error": f"request body over the limit of {cap} bytes"}, 413)
+        await response(scope, receive, send)

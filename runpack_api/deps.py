@@ -1,0 +1,112 @@
+"""FastAPI dependencies: the runtime, API keys by role, runner identity and rate limits."""
+
+from __future__ import annotations
+
+import hmac
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import Engine
+from sqlalchemy.engine import Row
+from starlette.concurrency import run_in_threadpool
+
+from runpack_api.ratelimit import RateCategory, client_ip
+from runpack_api.runtime import Runtime
+from runpack_tasks.errors import InvalidRequest, NotAuthenticated, RunnerNotFound
+from runpack_tasks.jobstore import runners
+
+RUNNER_ID_MAX_LENGTH = 64
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The runtime of the API process serving this request."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_engine(runtime: RuntimeDep) -> Engine:
+    """The database engine."""
+    return runtime.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+class Role(str, Enum):
+    """Which API key a route accepts."""
+
+    SUBMIT = "submit"
+    RUNNER = "runner"
+    ADMIN = "admin"
+
+
+def _bearer_token(request: Request) -> bytes:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise NotAuthenticated("missing Authorization header (expected 'Bearer <key>')")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("malformed Authorization header (expected 'Bearer <key>')")
+    return token.strip().encode("utf-8", "surrogateescape")
+
+
+def _require(*roles: Role) -> Any:
+    async def check_key(request: Request, runtime: RuntimeDep) -> None:
+        token = _bearer_token(request)
+        matched = False
+        for role in roles:  # compare against every allowed key, in constant time each
+            secret = getattr(runtime.settings, f"{role.value}_api_key")
+            expected = secret.get_secret_value().encode() if secret is not None else b""
+            matched |= bool(expected) and hmac.compare_digest(token, expected)
+        if not matched:
+            raise NotAuthenticated("invalid API key for this route")
+
+    return Depends(check_key)
+
+
+SubmitKey = _require(Role.SUBMIT)
+RunnerKey = _require(Role.RUNNER)
+AdminKey = _require(Role.ADMIN)
+#: Read-only admin routes also take the runner key, as in the seed.
+AdminReadKey = _require(Role.ADMIN, Role.RUNNER)
+
+
+def _rate_limit(category: RateCategory) -> Any:
+    async def count_request(request: Request, runtime: RuntimeDep) -> None:
+        if category is RateCategory.RUNNER:
+            identity = request.headers.get("x-runner-id") or client_ip(
+                request, runtime.settings.trusted_proxies
+            )
+        else:
+            identity = client_ip(request, runtime.settings.trusted_proxies)
+        await runtime.rate_limits.hit(category, identity)
+
+    return Depends(count_request)
+
+
+SubmitRate = _rate_limit(RateCategory.SUBMIT)
+StatusRate = _rate_limit(RateCategory.STATUS)
+RunnerRate = _rate_limit(RateCategory.RUNNER)
+AdminRate = _rate_limit(RateCategory.ADMIN)
+
+
+async def get_runner(
+    engine: EngineDep,
+    x_runner_id: Annotated[str | None, Header(description="The id /register returned")] = None,
+) -> Row[Any]:
+    """The runner named by ``X-Runner-ID`` (400 when absent, 404 when unknown), marked seen."""
+    if not x_runner_id:
+        raise InvalidRequest("missing X-Runner-ID header")
+    if len(x_runner_id) > RUNNER_ID_MAX_LENGTH:
+        raise InvalidRequest(f"X-Runner-ID is longer than {RUNNER_ID_MAX_LENGTH} characters")
+    runner = await run_in_threadpool(runners.touch, engine, x_runner_id)
+    if runner is None:
+        raise RunnerNotFound(f"unknown runner {x_runner_id}: register again")
+    return runner
+
+
+RunnerDep = Annotated[Row[Any], Depends(get_runner)]

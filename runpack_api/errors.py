@@ -1,0 +1,64 @@
+"""Every error rendered once, as ``{"error": ...}`` with its status code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from runpack_api.jsonbody import json_response
+from runpack_tasks.errors import RateLimited, RunpackError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status_code: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    """The one error body."""
+    return json_response({"error": message}, status_code, headers)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+    where = ".".join(location)
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "")
+        return f"malformed JSON body: {reason}".rstrip(": ")
+    if error.get("type") == "missing":
+        return f"missing field: {where}" if where else "missing request body"
+    message = str(error.get("msg", "invalid value"))
+    return f"{where}: {message}" if where else message
+
+
+async def _runpack_error(_request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, RunpackError)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
+    return error_response(exc.status_code, exc.message, headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    message = "; ".join(_describe(error) for error in errors[:3]) or "invalid request"
+    return error_response(400, message)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return error_response(exc.status_code, detail, dict(exc.headers or {}) or None)
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> Any:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map the RunpackError tree, validation and HTTP errors to ``{"error": ...}``."""
+    app.add_exception_handler(RunpackError, _runpack_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

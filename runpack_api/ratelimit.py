@@ -1,0 +1,91 @@
+"""Rate limits per client IP and per runner, with the ``limits`` library.
+
+Counters live in Redis when one is configured (shared by every API process), in memory
+otherwise. If the Redis cannot be reached the request is let through: a rate limiter
+must not take the API down with it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import time
+from enum import Enum
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.storage import storage_from_string
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from starlette.requests import Request
+
+from runpack_tasks.errors import RateLimited
+from runpack_tasks.settings import IPNetwork, RunpackSettings
+
+log = logging.getLogger(__name__)
+
+
+class RateCategory(str, Enum):
+    """Which budget a request draws from."""
+
+    #: submit and check, per client IP
+    SUBMIT = "submit"
+    #: job status, per client IP
+    STATUS = "status"
+    #: available and heartbeat, per runner
+    RUNNER = "runner"
+    #: admin routes, per client IP
+    ADMIN = "admin"
+
+
+class RateLimits:
+    """One limiter over every category's budget."""
+
+    def __init__(self, settings: RunpackSettings) -> None:
+        self._items: dict[RateCategory, RateLimitItem] = {
+            RateCategory.SUBMIT: parse(settings.rate_submit),
+            RateCategory.STATUS: parse(settings.rate_status),
+            RateCategory.RUNNER: parse(settings.rate_runner),
+            RateCategory.ADMIN: parse(settings.rate_admin),
+        }
+        redis_url = settings.rate_limit_storage_url
+        storage: Storage = (
+            storage_from_string(f"async+{redis_url}", implementation="redispy")
+            if redis_url
+            else MemoryStorage()
+        )
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+
+    async def hit(self, category: RateCategory, identity: str) -> None:
+        """Count one request; raise RateLimited (with Retry-After) when over budget."""
+        item = self._items[category]
+        try:
+            allowed = await self._limiter.hit(item, category.value, identity)
+            if allowed:
+                return
+            stats = await self._limiter.get_window_stats(item, category.value, identity)
+        except Exception:  # storage down: let the request through
+            log.warning("rate limit storage unreachable; not limiting", exc_info=True)
+            return
+        retry_after_s = max(1, math.ceil(stats.reset_time - time.time()))
+        raise RateLimited(f"rate limit of {item} exceeded for {category.value}", retry_after_s)
+
+
+def _trusted(address: str, proxies: list[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_ip(request: Request, proxies: list[IPNetwork]) -> str:
+    """The socket peer, or the nearest untrusted hop of X-Forwarded-For behind a trusted proxy."""
+    peer = request.client.host if request.client else "unknown"
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",")]
+    for hop in reversed([hop for hop in hops if hop]):
+        if not _trusted(hop, proxies):
+            return hop
+    return peer

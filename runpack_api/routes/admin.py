@@ -1,0 +1,117 @@
+"""Admin routes: list and inspect jobs and runners, system stats, delete jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from runpack_api import presenters
+from runpack_api.deps import AdminKey, AdminRate, AdminReadKey, RuntimeDep
+from runpack_api.jsonbody import OrjsonRoute
+from runpack_api.schemas import (
+    BatchDeleteRequest,
+    DeleteResponse,
+    ErrorBody,
+    JobDetail,
+    JobList,
+    JobType,
+    RunnerDetail,
+    RunnerList,
+    Stats,
+)
+from runpack_tasks.errors import JobNotFound, RunnerNotFound
+from runpack_tasks.jobstore import lifecycle, queries
+from runpack_tasks.jobstore.models import JobStatus, now_ms
+
+router = APIRouter(route_class=OrjsonRoute, dependencies=[AdminRate],
+                   responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody},
+                              404: {"model": ErrorBody}})
+MAX_PAGE = 500
+
+
+def _active_since(runtime: Any) -> int:
+    return now_ms() - int(runtime.settings.runner_active_s * 1000)
+
+
+@router.get("/jobs", response_model=JobList, dependencies=[AdminReadKey])
+async def list_jobs(
+    runtime: RuntimeDep,
+    status: JobStatus | None = None,
+    job_type: JobType | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Any:
+    """Jobs, newest first, filtered by status and type."""
+    page = await run_in_threadpool(
+        lambda: queries.list_jobs(runtime.engine, status=status, job_type=job_type,
+                                  limit=limit, offset=offset)
+    )
+    return {"jobs": [presenters.job_summary(job) for job in page.rows], "total": page.total}
+
+
+@router.get("/jobs/{job_id}", response_model=JobDetail, dependencies=[AdminReadKey])
+async def job_detail(job_id: str, runtime: RuntimeDep) -> Any:
+    """Everything stored about one job."""
+    job = await run_in_threadpool(queries.job_by_id, runtime.engine, job_id)
+    if job is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    return presenters.job_detail(job)
+
+
+@router.get("/runners", response_model=RunnerList, dependencies=[AdminReadKey])
+async def list_runners(runtime: RuntimeDep) -> Any:
+    """Every runner and Celery worker, most recently seen first."""
+    found = await run_in_threadpool(queries.list_runners, runtime.engine)
+    since = _active_since(runtime)
+    return {"runners": [presenters.runner_summary(r, since) for r in found], "total": len(found)}
+
+
+@router.get("/runners/{runner_id}", response_model=RunnerDetail, dependencies=[AdminReadKey])
+async def runner_detail(runner_id: str, runtime: RuntimeDep) -> Any:
+    """One runner and the jobs it claimed most recently."""
+    runner = await run_in_threadpool(queries.runner_by_id, runtime.engine, runner_id)
+    if runner is None:
+        raise RunnerNotFound(f"no runner with id {runner_id}")
+    jobs = await run_in_threadpool(queries.recent_jobs_of_runner, runtime.engine, runner_id)
+    return {
+        **presenters.runner_summary(runner, _active_since(runtime)),
+        "registered_at": runner.registered_at,
+        "jobs": [presenters.job_summary(job) for job in jobs],
+    }
+
+
+@router.get("/stats", response_model=Stats, dependencies=[AdminReadKey])
+async def stats(runtime: RuntimeDep) -> Any:
+    """Jobs per state, and runners known and active."""
+    counts = await run_in_threadpool(queries.job_counts, runtime.engine)
+    total, active = await run_in_threadpool(
+        queries.runner_counts, runtime.engine, runtime.settings.runner_active_s
+    )
+    return {
+        "jobs": {**{status.value: n for status, n in counts.items()},
+                 "total": sum(counts.values())},
+        "runners": {"total": total, "active": active},
+    }
+
+
+async def _delete(runtime: Any, job_ids: list[str]) -> int:
+    deleted = await run_in_threadpool(lifecycle.delete, runtime.engine, job_ids)
+    runtime.results.clear()
+    return deleted
+
+
+@router.delete("/jobs/{job_id}", response_model=DeleteResponse, dependencies=[AdminKey])
+async def delete_job(job_id: str, runtime: RuntimeDep) -> Any:
+    """Delete one job, whatever its state."""
+    if not await _delete(runtime, [job_id]):
+        raise JobNotFound(f"no job with id {job_id}")
+    return {"success": True, "message": f"Job {job_id} deleted", "deleted": 1}
+
+
+@router.post("/jobs/batch-delete", response_model=DeleteResponse, dependencies=[AdminKey])
+async def batch_delete(body: BatchDeleteRequest, runtime: RuntimeDep) -> Any:
+    """Delete several jobs by id; unknown ids are skipped."""
+    deleted = await _delete(runtime, body.job_ids)
+    return {"success": True, "message": f"{deleted} jobs deleted", "deleted": deleted}

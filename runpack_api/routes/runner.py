@@ -1,0 +1,164 @@
+"""HTTP runner routes: register, verify, find, claim, report on and release jobs."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from runpack_api.deps import EngineDep, RunnerDep, RunnerKey, RunnerRate, RuntimeDep
+from runpack_api.jsonbody import OrjsonRoute, json_response
+from runpack_api.schemas import (
+    AvailableResponse,
+    ClaimResponse,
+    CompleteRequest,
+    ErrorBody,
+    ErrorRequest,
+    HeartbeatRequest,
+    JobType,
+    Outcome,
+    RegisterRequest,
+    RegisterResponse,
+    VerifyResponse,
+)
+from runpack_tasks.errors import InvalidRequest
+from runpack_tasks.jobstore import lifecycle, queries, runners
+from runpack_tasks.jobstore.payloads import check_json, check_text
+
+router = APIRouter(route_class=OrjsonRoute, dependencies=[RunnerKey],
+                   responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody},
+                              404: {"model": ErrorBody}})
+REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"model": Outcome, "description": "Not active, or not claimed by this runner"},
+    413: {"model": ErrorBody},
+}
+MAX_WAIT_S = 30.0
+#: How often a long poll looks at the table for jobs other API processes made pending.
+POLL_INTERVAL_S = 0.5
+
+
+def _conflict(message: str) -> Response:
+    return json_response({"success": False, "message": message}, 409)
+
+
+def _not_yours(what: str) -> Response:
+    return _conflict(f"cannot {what}: the job is not active or not claimed by this runner")
+
+
+@router.post("/register", status_code=201, response_model=RegisterResponse)
+async def register_runner(body: RegisterRequest, engine: EngineDep) -> Any:
+    """Announce a runner and the job types it serves; returns its id."""
+    runner_id = await run_in_threadpool(runners.register, engine, body.name, body.capabilities)
+    return {"runner_id": runner_id, "message": f"Runner {body.name} registered"}
+
+
+@router.get("/verify", response_model=VerifyResponse)
+async def verify_runner(runner: RunnerDep) -> Any:
+    """Whether the server knows this runner id (404 when it does not)."""
+    return {"exists": True, "runner_name": runner.name, "message": "Runner is registered"}
+
+
+@router.get("/jobs/available", response_model=AvailableResponse, dependencies=[RunnerRate])
+async def available_jobs(
+    runner: RunnerDep,
+    runtime: RuntimeDep,
+    types_brackets: Annotated[list[JobType] | None, Query(alias="types[]")] = None,
+    types: Annotated[list[JobType] | None, Query()] = None,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="Long poll, seconds")] = 0,
+) -> Any:
+    """Pending jobs of the given types (default: the runner's capabilities), oldest first.
+
+    With ``wait``, answers as soon as one is pending, or empty after ``wait`` seconds.
+    """
+    job_types = [*(types_brackets or []), *(types or [])] or list(runner.capabilities)
+    if not job_types:
+        raise InvalidRequest("no job types: pass types[]=... or register with capabilities")
+    deadline = time.monotonic() + wait
+    while True:
+        jobs = await run_in_threadpool(queries.available_jobs, runtime.engine, job_types)
+        remaining = deadline - time.monotonic()
+        if jobs or remaining <= 0:
+            break
+        await runtime.pending.wait(min(POLL_INTERVAL_S, remaining))
+    return {"jobs": [
+        {"job_id": job.id, "job_type": job.job_type, "input_params": job.input_params,
+         "created_at": job.created_at}
+        for job in jobs
+    ]}
+
+
+@router.post("/jobs/{job_id}/claim", response_model=ClaimResponse,
+             responses={409: {"model": Outcome, "description": "The job is not pending"}})
+async def claim_job(job_id: str, runner: RunnerDep, engine: EngineDep) -> Any:
+    """Take a pending job; of racing claimers exactly one gets 200."""
+    job = await run_in_threadpool(lifecycle.claim, engine, job_id, runner.id)
+    if job is None:
+        return _conflict("Job is not pending (claimed by another runner, finished, or unknown)")
+    return {
+        "success": True,
+        "message": "Job claimed",
+        "job": {"job_id": job.id, "job_type": job.job_type, "input_params": job.input_params},
+    }
+
+
+@router.post("/jobs/{job_id}/heartbeat", response_model=Outcome, responses=REPORT_RESPONSES,
+             dependencies=[RunnerRate])
+async def heartbeat_job(job_id: str, body: HeartbeatRequest, runner: RunnerDep,
+                        runtime: RuntimeDep) -> Any:
+    """Report progress and the console log so far; keeps the claim alive."""
+    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
+    job = await run_in_threadpool(
+        lambda: lifecycle.heartbeat(
+            runtime.engine, job_id, runner.id, progress_current=body.progress_current,
+            progress_total=body.progress_total, console_output=body.console_output,
+        )
+    )
+    if job is None:
+        return _not_yours("heartbeat")
+    return {"success": True, "message": "Heartbeat recorded"}
+
+
+@router.post("/jobs/{job_id}/complete", response_model=Outcome, responses=REPORT_RESPONSES)
+async def complete_job(job_id: str, body: CompleteRequest, runner: RunnerDep,
+                       runtime: RuntimeDep) -> Any:
+    """Report a job's result; it becomes the cached answer for its hash."""
+    check_json("output_data", body.output_data, runtime.settings.max_output_bytes)
+    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
+    job = await run_in_threadpool(
+        lambda: lifecycle.complete(
+            runtime.engine, job_id, runner.id, output_data=body.output_data,
+            console_output=body.console_output,
+        )
+    )
+    if job is None:
+        return _not_yours("complete")
+    return {"success": True, "message": "Job completed"}
+
+
+@router.post("/jobs/{job_id}/error", response_model=Outcome, responses=REPORT_RESPONSES)
+async def fail_job(job_id: str, body: ErrorRequest, runner: RunnerDep,
+                   runtime: RuntimeDep) -> Any:
+    """Report that a job failed, and why."""
+    check_text("error_message", body.error_message, runtime.settings.max_error_bytes)
+    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
+    job = await run_in_threadpool(
+        lambda: lifecycle.fail(
+            runtime.engine, job_id, runner.id, error_message=body.error_message,
+            console_output=body.console_output,
+        )
+    )
+    if job is None:
+        return _not_yours("report an error for")
+    return {"success": True, "message": "Job marked failed"}
+
+
+@router.post("/jobs/{job_id}/release", response_model=Outcome, responses=REPORT_RESPONSES)
+async def release_job(job_id: str, runner: RunnerDep, runtime: RuntimeDep) -> Any:
+    """Give a claimed job back (runner shutting down); the attempt is not counted."""
+    job = await run_in_threadpool(lifecycle.release, runtime.engine, job_id, runner.id)
+    if job is None:
+        return _not_yours("release")
+    runtime.pending.notify()
+    return {"success": True, "message": "Job released back to pending"}

@@ -1,0 +1,58 @@
+"""What one API process holds for its lifetime: settings, engine, caches, limiters."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from runpack_api.ratelimit import RateLimits
+from runpack_api.result_cache import ResultCache
+from runpack_tasks.jobstore.db import create_db_engine
+from runpack_tasks.settings import RunpackSettings
+
+
+class PendingSignal:
+    """Wakes long-polling runners in this process when a job becomes pending."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """A job just became pending here."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Return on the next notification or after ``timeout_s``."""
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+
+@dataclass
+class Runtime:
+    """The long-lived objects behind every request of one API process."""
+
+    settings: RunpackSettings
+    engine: Engine
+    results: ResultCache
+    rate_limits: RateLimits
+    pending: PendingSignal = field(default_factory=PendingSignal)
+
+    @classmethod
+    def start(cls, settings: RunpackSettings) -> Runtime:
+        """Build the runtime for ``settings`` (opens no connection yet)."""
+        return cls(
+            settings=settings,
+            engine=create_db_engine(settings.database_url),
+            results=ResultCache(settings.result_cache_ttl_s, settings.result_cache_bytes),
+            rate_limits=RateLimits(settings),
+        )
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()

@@ -1,0 +1,269 @@
+"""Request and response bodies of the HTTP API, as /docs shows them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from runpack_tasks.jobstore.models import JobStatus, RunnerKind
+from runpack_tasks.jobstore.payloads import JOB_TYPE_PATTERN
+
+JobType = Annotated[str, StringConstraints(pattern=JOB_TYPE_PATTERN)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+class JobRequest(_Request):
+    """A job: its type and its parameters (any JSON object)."""
+
+    job_type: JobType
+    input_params: dict[str, Any]
+
+
+class RegisterRequest(_Request):
+    """A runner announcing itself and the job types it serves."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    capabilities: Annotated[list[JobType], Field(max_length=256)]
+
+
+class HeartbeatRequest(_Request):
+    """Progress and the whole console log so far (it replaces the stored log)."""
+
+    progress_current: Count | None = None
+    progress_total: Count | None = None
+    console_output: str | None = None
+
+
+class CompleteRequest(_Request):
+    """A job's result."""
+
+    output_data: dict[str, Any]
+    console_output: str | None = None
+
+
+class ErrorRequest(_Request):
+    """Why a job failed."""
+
+    error_message: str
+    console_output: str | None = None
+
+
+class BatchDeleteRequest(_Request):
+    """Jobs to delete."""
+
+    job_ids: Annotated[list[str], Field(min_length=1, max_length=1000)]
+
+
+# --- responses --------------------------------------------------------------------------
+
+
+class Progress(BaseModel):
+    """How far a running job is."""
+
+    current: int | None
+    total: int | None
+
+
+class JobResult(BaseModel):
+    """What a completed job produced."""
+
+    output_data: dict[str, Any] | None
+    console_output: str | None
+
+
+class SubmitResponse(BaseModel):
+    """The job a submission maps to; ``result`` when it was already computed."""
+
+    job_id: str
+    status: JobStatus
+    message: str
+    result: JobResult | None = None
+
+
+class CheckResponse(BaseModel):
+    """Whether a job with this type and parameters exists."""
+
+    exists: bool
+    message: str
+    job_id: str | None = None
+    status: JobStatus | None = None
+    result: JobResult | None = None
+    error: str | None = None
+
+
+class JobStatusResponse(BaseModel):
+    """A job as its submitter sees it."""
+
+    job_id: str
+    status: JobStatus
+    job_type: str
+    created_at: int
+    updated_at: int
+    progress: Progress | None = None
+    result: JobResult | None = None
+    error: str | None = None
+
+
+class RegisterResponse(BaseModel):
+    """The id a runner uses from now on in ``X-Runner-ID``."""
+
+    runner_id: str
+    message: str
+
+
+class VerifyResponse(BaseModel):
+    """The runner is known."""
+
+    exists: bool
+    runner_name: str
+    message: str
+
+
+class AvailableJob(BaseModel):
+    """A pending job a runner may claim."""
+
+    job_id: str
+    job_type: str
+    input_params: dict[str, Any]
+    created_at: int
+
+
+class AvailableResponse(BaseModel):
+    """Pending jobs of the asked types, oldest first."""
+
+    jobs: list[AvailableJob]
+
+
+class ClaimedJob(BaseModel):
+    """What a runner needs to run a job."""
+
+    job_id: str
+    job_type: str
+    input_params: dict[str, Any]
+
+
+class ClaimResponse(BaseModel):
+    """A successful claim."""
+
+    success: bool
+    message: str
+    job: ClaimedJob
+
+
+class Outcome(BaseModel):
+    """The outcome of a runner's report or an admin action."""
+
+    success: bool
+    message: str
+
+
+class JobSummary(BaseModel):
+    """One row of the admin job list."""
+
+    job_id: str
+    job_type: str
+    status: JobStatus
+    created_at: int
+    updated_at: int
+    claimed_by: str | None
+    attempts: int
+    progress: Progress | None = None
+
+
+class JobList(BaseModel):
+    """A page of jobs and how many match the filters."""
+
+    jobs: list[JobSummary]
+    total: int
+
+
+class JobDetail(JobSummary):
+    """Everything stored about a job."""
+
+    input_params: dict[str, Any]
+    job_hash: str
+    claimed_at: int | None
+    last_heartbeat: int | None
+    finished_at: int | None
+    console_output: str | None
+    output_data: dict[str, Any] | None = None
+    error_message: str | None = None
+
+
+class RunnerSummary(BaseModel):
+    """One runner: an HTTP runner or a Celery worker."""
+
+    runner_id: str
+    name: str
+    kind: RunnerKind
+    capabilities: list[str]
+    last_seen: int
+    is_active: bool
+
+
+class RunnerList(BaseModel):
+    """Every runner."""
+
+    runners: list[RunnerSummary]
+    total: int
+
+
+class RunnerDetail(RunnerSummary):
+    """A runner and the jobs it claimed most recently."""
+
+    registered_at: int
+    jobs: list[JobSummary]
+
+
+class JobCounts(BaseModel):
+    """Jobs per state."""
+
+    pending: int
+    claimed: int
+    in_progress: int
+    completed: int
+    failed: int
+    expired: int
+    total: int
+
+
+class RunnerCounts(BaseModel):
+    """Runners known and recently seen."""
+
+    total: int
+    active: int
+
+
+class Stats(BaseModel):
+    """The whole system at a glance."""
+
+    jobs: JobCounts
+    runners: RunnerCounts
+
+
+class DeleteResponse(Outcome):
+    """How many jobs a delete removed."""
+
+    deleted: int
+
+
+class Health(BaseModel):
+    """Whether the database and the broker answer."""
+
+    status: str
+    database: str
+    broker: str
+
+
+class ErrorBody(BaseModel):
+    """Every error: what is wrong."""
+
+    error: str

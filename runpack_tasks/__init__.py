@@ -1,0 +1,1 @@
+"""Runpack's worker side: settings, the job store and its state machine, Celery."""

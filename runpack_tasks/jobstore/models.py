@@ -1,0 +1,101 @@
+"""The jobs and runners tables, and the job states."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def now_ms() -> int:
+    """The current time in integer epoch milliseconds, the unit of every timestamp."""
+    return time.time_ns() // 1_000_000
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its lifecycle (SPEC §2)."""
+
+    #: Waiting for a runner or a Celery worker to claim it.
+    PENDING = "pending"
+    #: Claimed by a runner that has not reported progress yet.
+    CLAIMED = "claimed"
+    #: Its runner is reporting heartbeats.
+    IN_PROGRESS = "in_progress"
+    #: Finished with a result, which is the cache entry for its hash.
+    COMPLETED = "completed"
+    #: Finished with an error, or ran out of attempts.
+    FAILED = "failed"
+    #: Completed once, but its result is no longer valid.
+    EXPIRED = "expired"
+
+
+ACTIVE_STATUSES = (JobStatus.CLAIMED, JobStatus.IN_PROGRESS)
+RESUBMITTABLE_STATUSES = (JobStatus.FAILED, JobStatus.EXPIRED)
+
+
+class Job(SQLModel, table=True):
+    """One computation, identified by the hash of its type and parameters."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.Index("ix_jobs_status_type_created", "status", "job_type", "created_at"),
+        sa.Index("ix_jobs_type_created", "job_type", "created_at"),
+        sa.Index("ix_jobs_created", "created_at"),
+        sa.Index("ix_jobs_claimed_by_updated", "claimed_by", "updated_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    job_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True}, nullable=False)
+    job_type: str = Field(max_length=128, nullable=False)
+    input_params: dict[str, Any] = Field(sa_type=sa.JSON, nullable=False)
+    status: JobStatus = Field(
+        sa_type=sa.String(16),  # type: ignore[call-overload]
+        nullable=False,
+    )
+    created_at: int = Field(sa_type=sa.BigInteger, nullable=False)
+    updated_at: int = Field(sa_type=sa.BigInteger, nullable=False)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_at: int | None = Field(default=None, sa_type=sa.BigInteger)
+    last_heartbeat: int | None = Field(default=None, sa_type=sa.BigInteger)
+    finished_at: int | None = Field(default=None, sa_type=sa.BigInteger)
+    progress_current: int | None = Field(default=None, sa_type=sa.BigInteger)
+    progress_total: int | None = Field(default=None, sa_type=sa.BigInteger)
+    console_output: str | None = Field(default=None, sa_type=sa.Text)
+    output_data: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    error_message: str | None = Field(default=None, sa_type=sa.Text)
+    #: Claims so far; the first claim is attempt 1. Reset when a failed job is resubmitted.
+    attempts: int = Field(default=0, nullable=False)
+
+
+class RunnerKind(str, Enum):
+    """How a runner reaches Runpack."""
+
+    #: Polls the HTTP API for jobs.
+    HTTP = "http"
+    #: A Celery worker consuming its job types' queues.
+    CELERY = "celery"
+
+
+class Runner(SQLModel, table=True):
+    """A process that executes jobs: an HTTP runner or a Celery worker."""
+
+    __tablename__ = "runners"
+    __table_args__ = (sa.Index("ix_runners_last_seen", "last_seen"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=128, nullable=False)
+    kind: RunnerKind = Field(
+        default=RunnerKind.HTTP,
+        sa_type=sa.String(16),  # type: ignore[call-overload]
+        nullable=False,
+    )
+    capabilities: list[str] = Field(sa_type=sa.JSON, nullable=False)
+    registered_at: int = Field(sa_type=sa.BigInteger, nullable=False)
+    last_seen: int = Field(sa_type=sa.BigInteger, nullable=False)
+
+
+JOBS = Job.__table__  # type: ignore[attr-defined]
+RUNNERS = Runner.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,48 @@
+"""Shape and size limits on what clients and runners send (SPEC §4 limits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from runpack_tasks.errors import InvalidRequest, PayloadTooLarge
+
+JOB_TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+#: Deeper JSON is refused: no real parameters need it, and encoders recurse.
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests objects and arrays (a scalar is depth 0)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_json(name: str, value: Any, max_bytes: int) -> None:
+    """Refuse ``value`` if it nests too deeply (400) or encodes to over ``max_bytes`` (413)."""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise InvalidRequest(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
+    size = len(orjson.dumps(value))
+    if size > max_bytes:
+        raise PayloadTooLarge(f"{name} is {size} bytes, over the limit of {max_bytes}")
+
+
+def check_text(name: str, value: str | None, max_bytes: int) -> None:
+    """Refuse a string whose UTF-8 encoding is over ``max_bytes`` (413)."""
+    if value is None:
+        return
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise PayloadTooLarge(f"{name} is {size} bytes, over the limit of {max_bytes}")

@@ -1,0 +1,128 @@
+"""The read side of the job store: lookups, listings and counts the API and dashboard show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.engine import Row
+
+from runpack_tasks.jobstore.hashing import job_hash
+from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobStatus, now_ms
+
+AVAILABLE_JOBS_LIMIT = 50
+RUNNER_RECENT_JOBS = 20
+SUMMARY_COLUMNS = [JOBS.c[name] for name in (
+    "id", "job_type", "status", "created_at", "updated_at", "claimed_by", "attempts",
+    "progress_current", "progress_total",
+)]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the number of rows matching its filters."""
+
+    rows: list[Row[Any]]
+    total: int
+
+
+def job_by_id(engine: Engine, job_id: str) -> Row[Any] | None:
+    """The job with this id, or None."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).first()
+
+
+def job_by_hash(engine: Engine, digest: str) -> Row[Any] | None:
+    """The job with this hash, or None."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(JOBS).where(JOBS.c.job_hash == digest)).first()
+
+
+def job_for(engine: Engine, job_type: str, input_params: dict[str, Any]) -> Row[Any] | None:
+    """The job with this type and parameters, or None."""
+    return job_by_hash(engine, job_hash(job_type, input_params))
+
+
+def available_jobs(engine: Engine, job_types: list[str],
+                   limit: int = AVAILABLE_JOBS_LIMIT) -> list[Row[Any]]:
+    """Pending jobs of these types, oldest first."""
+    statement = (
+        sa.select(JOBS.c.id, JOBS.c.job_type, JOBS.c.input_params, JOBS.c.created_at)
+        .where(JOBS.c.status == JobStatus.PENDING.value, JOBS.c.job_type.in_(job_types))
+        .order_by(JOBS.c.created_at, JOBS.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(statement).all())
+
+
+def list_jobs(engine: Engine, *, status: JobStatus | None = None, job_type: str | None = None,
+              limit: int = 50, offset: int = 0) -> Page:
+    """Jobs newest first, filtered by status and type."""
+    conditions = []
+    if status is not None:
+        conditions.append(JOBS.c.status == status.value)
+    if job_type is not None:
+        conditions.append(JOBS.c.job_type == job_type)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(*SUMMARY_COLUMNS).where(*conditions)
+            .order_by(JOBS.c.created_at.desc(), JOBS.c.id.desc())
+            .limit(limit).offset(offset)
+        ).all()
+        total = conn.execute(sa.select(sa.func.count()).select_from(JOBS).where(*conditions))
+    return Page(rows=list(rows), total=int(total.scalar_one()))
+
+
+def job_counts(engine: Engine) -> dict[JobStatus, int]:
+    """How many jobs are in each state (every state present, zero when none)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(JOBS.c.status, sa.func.count()).group_by(JOBS.c.status)
+        ).all()
+    counts = dict.fromkeys(JobStatus, 0)
+    for status, count in found:
+        counts[JobStatus(status)] = int(count)
+    return counts
+
+
+def runner_by_id(engine: Engine, runner_id: str) -> Row[Any] | None:
+    """The runner with this id, or None."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(RUNNERS).where(RUNNERS.c.id == runner_id)).first()
+
+
+def list_runners(engine: Engine) -> list[Row[Any]]:
+    """Every runner, most recently seen first."""
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(RUNNERS).order_by(RUNNERS.c.last_seen.desc())).all())
+
+
+def runner_counts(engine: Engine, active_s: float) -> tuple[int, int]:
+    """(total, active): active runners were seen within ``active_s`` seconds."""
+    cutoff = now_ms() - int(active_s * 1000)
+    active = sa.func.sum(sa.case((RUNNERS.c.last_seen >= cutoff, 1), else_=0))
+    with engine.connect() as conn:
+        total, active_count = conn.execute(sa.select(sa.func.count(), active)).one()
+    return int(total), int(active_count or 0)
+
+
+def recent_jobs_of_runner(engine: Engine, runner_id: str,
+                          limit: int = RUNNER_RECENT_JOBS) -> list[Row[Any]]:
+    """The jobs this runner claimed most recently."""
+    statement = (
+        sa.select(*SUMMARY_COLUMNS)
+        .where(JOBS.c.claimed_by == runner_id)
+        .order_by(JOBS.c.updated_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(statement).all())
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the database answers."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))

@@ -1,0 +1,44 @@
+"""The runners table: registering runners and Celery workers, and keeping last_seen fresh."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.engine import Row
+
+from runpack_tasks.jobstore.models import RUNNERS, RunnerKind, now_ms
+
+
+def register(engine: Engine, name: str, capabilities: list[str],
+             kind: RunnerKind = RunnerKind.HTTP, runner_id: str | None = None) -> str:
+    """Record a runner (or refresh one registering again under ``runner_id``); return its id."""
+    now = now_ms()
+    new_id = runner_id or str(uuid.uuid4())
+    with engine.begin() as conn:
+        updated = conn.execute(
+            sa.update(RUNNERS)
+            .where(RUNNERS.c.id == new_id)
+            .values(name=name, capabilities=capabilities, kind=kind.value, last_seen=now)
+        ).rowcount
+        if not updated:
+            conn.execute(
+                sa.insert(RUNNERS).values(
+                    id=new_id, name=name, capabilities=capabilities, kind=kind.value,
+                    registered_at=now, last_seen=now,
+                )
+            )
+    return new_id
+
+
+def touch(engine: Engine, runner_id: str) -> Row[Any] | None:
+    """Mark the runner seen now; ``None`` when no runner has this id."""
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.update(RUNNERS)
+            .where(RUNNERS.c.id == runner_id)
+            .values(last_seen=now_ms())
+            .returning(*RUNNERS.c)
+        ).first()

@@ -1,0 +1,132 @@
+"""Runpack's typed settings, read from ``RUNPACK_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from limits import parse as parse_rate
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite:///runpack.db"
+DEFAULT_BROKER_URL = "filesystem://runpack-broker"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SettingsError(Exception):
+    """Raised when a setting has a value Runpack cannot use; the message names it."""
+
+
+class RunpackSettings(BaseSettings):
+    """Every knob of a Runpack process; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNPACK_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = DEFAULT_BROKER_URL
+    #: Redis used to share rate-limit counters between API processes; defaults to the
+    #: broker when the broker is a Redis.
+    redis_url: str | None = None
+
+    submit_api_key: SecretStr | None = None
+    runner_api_key: SecretStr | None = None
+    admin_api_key: SecretStr | None = None
+
+    heartbeat_timeout_s: float = Field(90, gt=0)
+    runner_active_s: float = Field(300, gt=0)
+    reap_interval_s: float = Field(15, gt=0)
+    max_attempts: int = Field(3, ge=1)
+
+    rate_submit: str = "10/minute"
+    rate_status: str = "60/minute"
+    rate_runner: str = "120/minute"
+    rate_admin: str = "1000/minute"
+
+    max_input_bytes: int = Field(102_400, gt=0)
+    max_output_bytes: int = Field(512_000, gt=0)
+    max_console_bytes: int = Field(1_048_576, gt=0)
+    max_error_bytes: int = Field(10_240, gt=0)
+
+    trusted_proxies: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
+
+    #: How long an API process serves a completed result from memory before it looks at
+    #: the table again (bounds how long a deleted or expired result can still be served
+    #: by another API process).
+    result_cache_ttl_s: float = Field(5, ge=0)
+    #: Memory an API process may spend on cached completed results.
+    result_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL: {exc}") from None
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError("only sqlite:// and postgresql:// databases are supported")
+        return value
+
+    @field_validator("broker_url", "redis_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(f"{value!r} is not a URL (expected scheme://...)")
+        return value
+
+    @field_validator("rate_submit", "rate_status", "rate_runner", "rate_admin")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        try:
+            parse_rate(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as '10/minute'") from None
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _parse_proxies(cls, value: list[object]) -> list[IPNetwork]:
+        return [ipaddress.ip_network(str(item), strict=False) for item in value]
+
+    @property
+    def rate_limit_storage_url(self) -> str | None:
+        """The Redis shared by API processes for rate limits, if any is configured."""
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
+
+    def require_keys(self) -> None:
+        """Raise SettingsError unless the three API keys are set."""
+        missing = [
+            f"RUNPACK_{name.upper()}"
+            for name in ("submit_api_key", "runner_api_key", "admin_api_key")
+            if getattr(self, name) is None or not getattr(self, name).get_secret_value()
+        ]
+        if missing:
+            raise SettingsError(
+                f"{', '.join(missing)} not set: set them, or use 'runpack up', which makes them"
+            )
+
+
+def get_settings(**overrides: object) -> RunpackSettings:
+    """Read the settings from the environment; raise SettingsError naming a bad variable."""
+    try:
+        return RunpackSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"RUNPACK_{field.upper()}: {message}") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -36,7 +36,7 @@ def get_engine(runtime: RuntimeDep) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """Which API key a route accepts."""
 
     SUBMIT = "submit"

@@ -31,11 +31,13 @@ class OrjsonRoute(APIRoute):
         return orjson_handler
 
 
-def json_response(body: Any, status_code: int = 200,
-                  headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    body: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """A response from already-built JSON-able data."""
-    return Response(orjson.dumps(body), status_code=status_code, headers=headers,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
+    )
 
 
 def raw_json_response(encoded: bytes, status_code: int = 200) -> Response:

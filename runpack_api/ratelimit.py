@@ -11,12 +11,13 @@ import ipaddress
 import logging
 import math
 import time
-from enum import Enum
+from enum import StrEnum
+from typing import cast
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.storage import storage_from_string
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
 from starlette.requests import Request
 
 from runpack_tasks.errors import RateLimited
@@ -25,7 +26,7 @@ from runpack_tasks.settings import IPNetwork, RunpackSettings
 log = logging.getLogger(__name__)
 
 
-class RateCategory(str, Enum):
+class RateCategory(StrEnum):
     """Which budget a request draws from."""
 
     #: submit and check, per client IP
@@ -49,8 +50,8 @@ class RateLimits:
             RateCategory.ADMIN: parse(settings.rate_admin),
         }
         redis_url = settings.rate_limit_storage_url
-        storage: Storage = (
-            storage_from_string(f"async+{redis_url}", implementation="redispy")
+        storage = (
+            cast(Storage, storage_from_string(f"async+{redis_url}", implementation="redispy"))
             if redis_url
             else MemoryStorage()
         )

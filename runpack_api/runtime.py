@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -27,10 +28,8 @@ class PendingSignal:
     async def wait(self, timeout_s: float) -> None:
         """Return on the next notification or after ``timeout_s``."""
         event = self._event
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout_s)
-        except TimeoutError:
-            pass
 
 
 @dataclass

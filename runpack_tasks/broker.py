@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kombu import Connection
+from kombu.connection import Connection
 
 BROKER_CONNECT_TIMEOUT_S = 2.0
 

@@ -42,15 +42,18 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="module")
-def module_database_url(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def module_database_url(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A fresh, migrated database shared by one module's tests (each uses its own rows)."""
     with backend.fresh_database(tmp_path_factory.mktemp("db")) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def server(backend: Backend, module_database_url: str,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    backend: Backend, module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """A real ``runpack api`` process on loopback, shared by one module's tests."""
     with running_server(module_database_url, backend, tmp_path_factory.mktemp("server")) as srv:
         yield srv

@@ -28,8 +28,12 @@ TEST_DATABASE_URL = os.environ.get("RUNPACK_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("RUNPACK_TEST_REDIS_URL")
 
 
-def wait_for(condition: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.05,
-             what: str = "condition") -> T:
+def wait_for(
+    condition: Callable[[], T],
+    timeout_s: float = 10.0,
+    interval_s: float = 0.05,
+    what: str = "condition",
+) -> T:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
@@ -137,8 +141,9 @@ class ServerProcess:
 
     def client(self, role: str, runner_id: str | None = None, **kwargs: Any) -> httpx.Client:
         """An HTTP client speaking to this server as ``role``."""
-        return httpx.Client(base_url=self.url, headers=self.headers(role, runner_id),
-                            timeout=30, **kwargs)
+        return httpx.Client(
+            base_url=self.url, headers=self.headers(role, runner_id), timeout=30, **kwargs
+        )
 
     def log(self) -> str:
         """What the server printed so far."""
@@ -154,8 +159,9 @@ class ServerProcess:
             self.process.wait()
 
 
-def server_env(database_url: str, keys: Keys, backend: Backend,
-               extra: dict[str, str] | None = None) -> dict[str, str]:
+def server_env(
+    database_url: str, keys: Keys, backend: Backend, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """The environment of a server process for ``backend``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPACK_")}
     env.update(keys.env())
@@ -169,25 +175,38 @@ def server_env(database_url: str, keys: Keys, backend: Backend,
 
 
 @contextmanager
-def running_server(database_url: str, backend: Backend, tmp_dir: Path,
-                   extra_env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+def running_server(
+    database_url: str, backend: Backend, tmp_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
     """Start ``runpack api`` on a free port; yield once /health answers; stop it after."""
     keys = Keys()
     port = free_port()
     log_path = tmp_dir / f"server-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "runpack_api.cli", "api", "--host", "127.0.0.1",
-             "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "runpack_api.cli",
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             env=server_env(database_url, keys, backend, extra_env),
-            cwd=tmp_dir, stdout=log_file, stderr=subprocess.STDOUT,
+            cwd=tmp_dir,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", database_url, keys, process, log_path)
     try:
         try:
-            wait_for(lambda: process.poll() is None
-                     and httpx.get(f"{server.url}/health").is_success,
-                     timeout_s=60, what=f"server on port {port}")
+            wait_for(
+                lambda: process.poll() is None and httpx.get(f"{server.url}/health").is_success,
+                timeout_s=60,
+                what=f"server on port {port}",
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nserver log:\n{server.log()}") from None
         yield server

@@ -25,9 +25,11 @@ from runpack_tasks.errors import JobNotFound, RunnerNotFound
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.models import JobStatus, now_ms
 
-router = APIRouter(route_class=OrjsonRoute, dependencies=[AdminRate],
-                   responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody},
-                              404: {"model": ErrorBody}})
+router = APIRouter(
+    route_class=OrjsonRoute,
+    dependencies=[AdminRate],
+    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
 MAX_PAGE = 500
 
 
@@ -45,8 +47,9 @@ async def list_jobs(
 ) -> Any:
     """Jobs, newest first, filtered by status and type."""
     page = await run_in_threadpool(
-        lambda: queries.list_jobs(runtime.engine, status=status, job_type=job_type,
-                                  limit=limit, offset=offset)
+        lambda: queries.list_jobs(
+            runtime.engine, status=status, job_type=job_type, limit=limit, offset=offset
+        )
     )
     return {"jobs": [presenters.job_summary(job) for job in page.rows], "total": page.total}
 
@@ -90,8 +93,10 @@ async def stats(runtime: RuntimeDep) -> Any:
         queries.runner_counts, runtime.engine, runtime.settings.runner_active_s
     )
     return {
-        "jobs": {**{status.value: n for status, n in counts.items()},
-                 "total": sum(counts.values())},
+        "jobs": {
+            **{status.value: n for status, n in counts.items()},
+            "total": sum(counts.values()),
+        },
         "runners": {"total": total, "active": active},
     }
 

@@ -24,8 +24,11 @@ def _database_state(runtime: Any) -> str:
     return "ok"
 
 
-@router.get("/health", response_model=Health,
-            responses={503: {"model": Health, "description": "A dependency is down"}})
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "A dependency is down"}},
+)
 async def health(runtime: RuntimeDep) -> Response:
     """200 when the database and broker answer, 503 naming the one that does not."""
     database = await run_in_threadpool(_database_state, runtime)

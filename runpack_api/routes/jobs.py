@@ -15,15 +15,24 @@ from runpack_api import presenters
 from runpack_api.deps import RuntimeDep, StatusRate, SubmitKey, SubmitRate
 from runpack_api.jsonbody import OrjsonRoute, json_response, raw_json_response
 from runpack_api.runtime import Runtime
-from runpack_api.schemas import CheckResponse, ErrorBody, JobRequest, JobStatusResponse, SubmitResponse
+from runpack_api.schemas import (
+    CheckResponse,
+    ErrorBody,
+    JobRequest,
+    JobStatusResponse,
+    SubmitResponse,
+)
 from runpack_tasks.errors import InvalidRequest, JobNotFound
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.models import JobStatus
 from runpack_tasks.jobstore.payloads import check_json
 
-router = APIRouter(route_class=OrjsonRoute, dependencies=[SubmitKey],
-                   responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}})
+router = APIRouter(
+    route_class=OrjsonRoute,
+    dependencies=[SubmitKey],
+    responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+)
 
 
 def _hash_request(body: JobRequest, runtime: Runtime) -> str:
@@ -34,18 +43,26 @@ def _hash_request(body: JobRequest, runtime: Runtime) -> str:
         raise InvalidRequest(f"input_params {exc}") from None
 
 
-def _encode_completed(runtime: Runtime, key: tuple[str, str], body: dict[str, Any],
-                      status: str) -> bytes:
+def _encode_completed(
+    runtime: Runtime, key: tuple[str, str], body: dict[str, Any], status: str
+) -> bytes:
     response = json_response(body)
     if status == JobStatus.COMPLETED.value:
         runtime.results.put(key, bytes(response.body))
     return bytes(response.body)
 
 
-@router.post("/submit", status_code=201, response_model=SubmitResponse,
-             responses={200: {"model": SubmitResponse, "description": "The job existed"},
-                        400: {"model": ErrorBody}, 413: {"model": ErrorBody}},
-             dependencies=[SubmitRate])
+@router.post(
+    "/submit",
+    status_code=201,
+    response_model=SubmitResponse,
+    responses={
+        200: {"model": SubmitResponse, "description": "The job existed"},
+        400: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+    },
+    dependencies=[SubmitRate],
+)
 async def submit_job(body: JobRequest, runtime: RuntimeDep) -> Response:
     """Create a job, or return the existing one (with its result when completed).
 
@@ -66,9 +83,12 @@ async def submit_job(body: JobRequest, runtime: RuntimeDep) -> Response:
     )
 
 
-@router.post("/check", response_model=CheckResponse,
-             responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}},
-             dependencies=[SubmitRate])
+@router.post(
+    "/check",
+    response_model=CheckResponse,
+    responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}},
+    dependencies=[SubmitRate],
+)
 async def check_job(body: JobRequest, runtime: RuntimeDep) -> Response:
     """Whether this job exists, with its result or error; never creates or requeues."""
     digest = _hash_request(body, runtime)
@@ -81,8 +101,12 @@ async def check_job(body: JobRequest, runtime: RuntimeDep) -> Response:
     return raw_json_response(_encode_completed(runtime, ("check", digest), answer, job.status))
 
 
-@router.get("/{job_id}", response_model=JobStatusResponse,
-            responses={404: {"model": ErrorBody}}, dependencies=[StatusRate])
+@router.get(
+    "/{job_id}",
+    response_model=JobStatusResponse,
+    responses={404: {"model": ErrorBody}},
+    dependencies=[StatusRate],
+)
 async def job_status(job_id: str, runtime: RuntimeDep) -> Response:
     """A job's status, progress, and result or error."""
     if (cached := runtime.results.get(("status", job_id))) is not None:

@@ -27,9 +27,11 @@ from runpack_tasks.errors import InvalidRequest
 from runpack_tasks.jobstore import lifecycle, queries, runners
 from runpack_tasks.jobstore.payloads import check_json, check_text
 
-router = APIRouter(route_class=OrjsonRoute, dependencies=[RunnerKey],
-                   responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody},
-                              404: {"model": ErrorBody}})
+router = APIRouter(
+    route_class=OrjsonRoute,
+    dependencies=[RunnerKey],
+    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+)
 REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": Outcome, "description": "Not active, or not claimed by this runner"},
     413: {"model": ErrorBody},
@@ -82,15 +84,24 @@ async def available_jobs(
         if jobs or remaining <= 0:
             break
         await runtime.pending.wait(min(POLL_INTERVAL_S, remaining))
-    return {"jobs": [
-        {"job_id": job.id, "job_type": job.job_type, "input_params": job.input_params,
-         "created_at": job.created_at}
-        for job in jobs
-    ]}
+    return {
+        "jobs": [
+            {
+                "job_id": job.id,
+                "job_type": job.job_type,
+                "input_params": job.input_params,
+                "created_at": job.created_at,
+            }
+            for job in jobs
+        ]
+    }
 
 
-@router.post("/jobs/{job_id}/claim", response_model=ClaimResponse,
-             responses={409: {"model": Outcome, "description": "The job is not pending"}})
+@router.post(
+    "/jobs/{job_id}/claim",
+    response_model=ClaimResponse,
+    responses={409: {"model": Outcome, "description": "The job is not pending"}},
+)
 async def claim_job(job_id: str, runner: RunnerDep, engine: EngineDep) -> Any:
     """Take a pending job; of racing claimers exactly one gets 200."""
     job = await run_in_threadpool(lifecycle.claim, engine, job_id, runner.id)
@@ -103,16 +114,25 @@ async def claim_job(job_id: str, runner: RunnerDep, engine: EngineDep) -> Any:
     }
 
 
-@router.post("/jobs/{job_id}/heartbeat", response_model=Outcome, responses=REPORT_RESPONSES,
-             dependencies=[RunnerRate])
-async def heartbeat_job(job_id: str, body: HeartbeatRequest, runner: RunnerDep,
-                        runtime: RuntimeDep) -> Any:
+@router.post(
+    "/jobs/{job_id}/heartbeat",
+    response_model=Outcome,
+    responses=REPORT_RESPONSES,
+    dependencies=[RunnerRate],
+)
+async def heartbeat_job(
+    job_id: str, body: HeartbeatRequest, runner: RunnerDep, runtime: RuntimeDep
+) -> Any:
     """Report progress and the console log so far; keeps the claim alive."""
     check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
     job = await run_in_threadpool(
         lambda: lifecycle.heartbeat(
-            runtime.engine, job_id, runner.id, progress_current=body.progress_current,
-            progress_total=body.progress_total, console_output=body.console_output,
+            runtime.engine,
+            job_id,
+            runner.id,
+            progress_current=body.progress_current,
+            progress_total=body.progress_total,
+            console_output=body.console_output,
         )
     )
     if job is None:
@@ -121,14 +141,18 @@ async def heartbeat_job(job_id: str, body: HeartbeatRequest, runner: RunnerDep,
 
 
 @router.post("/jobs/{job_id}/complete", response_model=Outcome, responses=REPORT_RESPONSES)
-async def complete_job(job_id: str, body: CompleteRequest, runner: RunnerDep,
-                       runtime: RuntimeDep) -> Any:
+async def complete_job(
+    job_id: str, body: CompleteRequest, runner: RunnerDep, runtime: RuntimeDep
+) -> Any:
     """Report a job's result; it becomes the cached answer for its hash."""
     check_json("output_data", body.output_data, runtime.settings.max_output_bytes)
     check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
     job = await run_in_threadpool(
         lambda: lifecycle.complete(
-            runtime.engine, job_id, runner.id, output_data=body.output_data,
+            runtime.engine,
+            job_id,
+            runner.id,
+            output_data=body.output_data,
             console_output=body.console_output,
         )
     )
@@ -138,14 +162,16 @@ async def complete_job(job_id: str, body: CompleteRequest, runner: RunnerDep,
 
 
 @router.post("/jobs/{job_id}/error", response_model=Outcome, responses=REPORT_RESPONSES)
-async def fail_job(job_id: str, body: ErrorRequest, runner: RunnerDep,
-                   runtime: RuntimeDep) -> Any:
+async def fail_job(job_id: str, body: ErrorRequest, runner: RunnerDep, runtime: RuntimeDep) -> Any:
     """Report that a job failed, and why."""
     check_text("error_message", body.error_message, runtime.settings.max_error_bytes)
     check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
     job = await run_in_threadpool(
         lambda: lifecycle.fail(
-            runtime.engine, job_id, runner.id, error_message=body.error_message,
+            runtime.engine,
+            job_id,
+            runner.id,
+            error_message=body.error_message,
             console_output=body.console_output,
         )
     )

@@ -3,8 +3,8 @@
 ``rfc8785`` is the reference encoder, but it is pure Python (about 80 us per KB). Most
 parameters are plain JSON that orjson with sorted keys encodes to the very same bytes, so
 ``canonical_job`` tries that first and falls back to ``rfc8785`` whenever a value could
-encode differently: a float orjson would write in exponent form, an integer outside
-JavaScript's safe range, or a key whose UTF-16 order may differ from its code-point order.
+encode differently: a float orjson would write in exponent form, a number outside
+JavaScript's safe integer range, or a key whose UTF-16 order may differ from its code-point order.
 A property-based test holds the two paths byte-identical.
 """
 
@@ -20,8 +20,9 @@ MAX_SAFE_INTEGER = 2**53 - 1
 #: orjson writes non-integral floats below this magnitude in exponent form, as JCS does
 #: only below 1e-6.
 _SMALLEST_PLAIN_FLOAT = 1e-5
-#: JCS writes integral floats as integers below this magnitude, in exponent form above.
-_LARGEST_PLAIN_INTEGRAL = 1e21
+#: Below this magnitude JCS writes an integral float as the exact integer; above, it
+#: writes the shortest round-trip digits padded with zeros (or exponent form from 1e21).
+_LARGEST_EXACT_INTEGRAL = float(MAX_SAFE_INTEGER)
 #: Code points from here on may sort differently by UTF-16 unit than by code point.
 _FIRST_UNSAFE_KEY_CHAR = "\ud800"
 
@@ -30,20 +31,25 @@ class _NeedsReferenceEncoder(Exception):
     """Raised inside the fast path when a value may not encode as JCS does."""
 
 
+def _normalized_number(value: int | float) -> int | float:
+    if not isinstance(value, float):
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+    elif value.is_integer():
+        if abs(value) <= _LARGEST_EXACT_INTEGRAL:
+            return int(value)
+    elif abs(value) >= _SMALLEST_PLAIN_FLOAT:
+        return value
+    raise _NeedsReferenceEncoder
+
+
 def _normalized(value: Any) -> Any:
+    """``value`` with integral floats as ints, if orjson will then encode it as JCS does."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return value
-    if kind is int:
-        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            return value
-        raise _NeedsReferenceEncoder
-    if kind is float:
-        if value.is_integer() and abs(value) < _LARGEST_PLAIN_INTEGRAL:
-            return int(value)
-        if abs(value) >= _SMALLEST_PLAIN_FLOAT and not value.is_integer():
-            return value
-        raise _NeedsReferenceEncoder
+    if kind is int or kind is float:
+        return _normalized_number(value)
     if kind is dict:
         for key in value:
             if type(key) is not str or (not key.isascii() and max(key) >= _FIRST_UNSAFE_KEY_CHAR):

@@ -56,8 +56,13 @@ def _insert_ignoring_duplicates(engine: Engine) -> Any:
     return dialect.insert(JOBS).on_conflict_do_nothing(index_elements=["job_hash"])
 
 
-def _update_one(engine: Engine, job_id: str, allowed_from: Iterable[JobStatus],
-                owner: str | None = None, **values: Any) -> Row[Any] | None:
+def _update_one(
+    engine: Engine,
+    job_id: str,
+    allowed_from: Iterable[JobStatus],
+    owner: str | None = None,
+    **values: Any,
+) -> Row[Any] | None:
     """Apply ``values`` if the job's status is in ``allowed_from`` (and ``owner`` claimed it)."""
     condition = sa.and_(
         JOBS.c.id == job_id, JOBS.c.status.in_([status.value for status in allowed_from])
@@ -70,8 +75,9 @@ def _update_one(engine: Engine, job_id: str, allowed_from: Iterable[JobStatus],
         return conn.execute(statement).first()
 
 
-def submit(engine: Engine, job_type: str, input_params: dict[str, Any],
-           digest: str | None = None) -> SubmitOutcome:
+def submit(
+    engine: Engine, job_type: str, input_params: dict[str, Any], digest: str | None = None
+) -> SubmitOutcome:
     """Create the job for this hash, requeue it if it failed or expired, or return it as is.
 
     ``digest`` spares hashing again when the caller already has ``job_hash(...)``.
@@ -146,8 +152,15 @@ def claim(engine: Engine, job_id: str, runner_id: str) -> Row[Any] | None:
     )
 
 
-def heartbeat(engine: Engine, job_id: str, runner_id: str, *, progress_current: int | None,
-              progress_total: int | None, console_output: str | None) -> Row[Any] | None:
+def heartbeat(
+    engine: Engine,
+    job_id: str,
+    runner_id: str,
+    *,
+    progress_current: int | None,
+    progress_total: int | None,
+    console_output: str | None,
+) -> Row[Any] | None:
     """claimed/in_progress -> in_progress, recording progress and the log (claimer only)."""
     now = now_ms()
     values: dict[str, Any] = {
@@ -164,8 +177,14 @@ def heartbeat(engine: Engine, job_id: str, runner_id: str, *, progress_current: 
     return _update_one(engine, job_id, ACTIVE_STATUSES, owner=runner_id, **values)
 
 
-def complete(engine: Engine, job_id: str, runner_id: str, *, output_data: dict[str, Any],
-             console_output: str | None) -> Row[Any] | None:
+def complete(
+    engine: Engine,
+    job_id: str,
+    runner_id: str,
+    *,
+    output_data: dict[str, Any],
+    console_output: str | None,
+) -> Row[Any] | None:
     """claimed/in_progress -> completed with its result (claimer only)."""
     now = now_ms()
     values: dict[str, Any] = {
@@ -180,8 +199,9 @@ def complete(engine: Engine, job_id: str, runner_id: str, *, output_data: dict[s
     return _update_one(engine, job_id, ACTIVE_STATUSES, owner=runner_id, **values)
 
 
-def fail(engine: Engine, job_id: str, runner_id: str, *, error_message: str,
-         console_output: str | None) -> Row[Any] | None:
+def fail(
+    engine: Engine, job_id: str, runner_id: str, *, error_message: str, console_output: str | None
+) -> Row[Any] | None:
     """claimed/in_progress -> failed with its error (claimer only)."""
     now = now_ms()
     values: dict[str, Any] = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """Where a job is in its lifecycle (SPEC §2)."""
 
     #: Waiting for a runner or a Celery worker to claim it.
@@ -52,7 +52,7 @@ class Job(SQLModel, table=True):
     job_type: str = Field(max_length=128, nullable=False)
     input_params: dict[str, Any] = Field(sa_type=sa.JSON, nullable=False)
     status: JobStatus = Field(
-        sa_type=sa.String(16),  # type: ignore[call-overload]
+        sa_type=sa.String(16),
         nullable=False,
     )
     created_at: int = Field(sa_type=sa.BigInteger, nullable=False)
@@ -70,7 +70,7 @@ class Job(SQLModel, table=True):
     attempts: int = Field(default=0, nullable=False)
 
 
-class RunnerKind(str, Enum):
+class RunnerKind(StrEnum):
     """How a runner reaches Runpack."""
 
     #: Polls the HTTP API for jobs.
@@ -89,7 +89,7 @@ class Runner(SQLModel, table=True):
     name: str = Field(max_length=128, nullable=False)
     kind: RunnerKind = Field(
         default=RunnerKind.HTTP,
-        sa_type=sa.String(16),  # type: ignore[call-overload]
+        sa_type=sa.String(16),
         nullable=False,
     )
     capabilities: list[str] = Field(sa_type=sa.JSON, nullable=False)

@@ -14,10 +14,20 @@ from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobStatus, now_ms
 
 AVAILABLE_JOBS_LIMIT = 50
 RUNNER_RECENT_JOBS = 20
-SUMMARY_COLUMNS = [JOBS.c[name] for name in (
-    "id", "job_type", "status", "created_at", "updated_at", "claimed_by", "attempts",
-    "progress_current", "progress_total",
-)]
+SUMMARY_COLUMNS = [
+    JOBS.c[name]
+    for name in (
+        "id",
+        "job_type",
+        "status",
+        "created_at",
+        "updated_at",
+        "claimed_by",
+        "attempts",
+        "progress_current",
+        "progress_total",
+    )
+]
 
 
 @dataclass(frozen=True)
@@ -45,8 +55,9 @@ def job_for(engine: Engine, job_type: str, input_params: dict[str, Any]) -> Row[
     return job_by_hash(engine, job_hash(job_type, input_params))
 
 
-def available_jobs(engine: Engine, job_types: list[str],
-                   limit: int = AVAILABLE_JOBS_LIMIT) -> list[Row[Any]]:
+def available_jobs(
+    engine: Engine, job_types: list[str], limit: int = AVAILABLE_JOBS_LIMIT
+) -> list[Row[Any]]:
     """Pending jobs of these types, oldest first."""
     statement = (
         sa.select(JOBS.c.id, JOBS.c.job_type, JOBS.c.input_params, JOBS.c.created_at)
@@ -58,8 +69,14 @@ def available_jobs(engine: Engine, job_types: list[str],
         return list(conn.execute(statement).all())
 
 
-def list_jobs(engine: Engine, *, status: JobStatus | None = None, job_type: str | None = None,
-              limit: int = 50, offset: int = 0) -> Page:
+def list_jobs(
+    engine: Engine,
+    *,
+    status: JobStatus | None = None,
+    job_type: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page:
     """Jobs newest first, filtered by status and type."""
     conditions = []
     if status is not None:
@@ -68,9 +85,11 @@ def list_jobs(engine: Engine, *, status: JobStatus | None = None, job_type: str 
         conditions.append(JOBS.c.job_type == job_type)
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(*SUMMARY_COLUMNS).where(*conditions)
+            sa.select(*SUMMARY_COLUMNS)
+            .where(*conditions)
             .order_by(JOBS.c.created_at.desc(), JOBS.c.id.desc())
-            .limit(limit).offset(offset)
+            .limit(limit)
+            .offset(offset)
         ).all()
         total = conn.execute(sa.select(sa.func.count()).select_from(JOBS).where(*conditions))
     return Page(rows=list(rows), total=int(total.scalar_one()))
@@ -109,8 +128,9 @@ def runner_counts(engine: Engine, active_s: float) -> tuple[int, int]:
     return int(total), int(active_count or 0)
 
 
-def recent_jobs_of_runner(engine: Engine, runner_id: str,
-                          limit: int = RUNNER_RECENT_JOBS) -> list[Row[Any]]:
+def recent_jobs_of_runner(
+    engine: Engine, runner_id: str, limit: int = RUNNER_RECENT_JOBS
+) -> list[Row[Any]]:
     """The jobs this runner claimed most recently."""
     statement = (
         sa.select(*SUMMARY_COLUMNS)

@@ -12,8 +12,13 @@ from sqlalchemy.engine import Row
 from runpack_tasks.jobstore.models import RUNNERS, RunnerKind, now_ms
 
 
-def register(engine: Engine, name: str, capabilities: list[str],
-             kind: RunnerKind = RunnerKind.HTTP, runner_id: str | None = None) -> str:
+def register(
+    engine: Engine,
+    name: str,
+    capabilities: list[str],
+    kind: RunnerKind = RunnerKind.HTTP,
+    runner_id: str | None = None,
+) -> str:
     """Record a runner (or refresh one registering again under ``runner_id``); return its id."""
     now = now_ms()
     new_id = runner_id or str(uuid.uuid4())
@@ -26,8 +31,12 @@ def register(engine: Engine, name: str, capabilities: list[str],
         if not updated:
             conn.execute(
                 sa.insert(RUNNERS).values(
-                    id=new_id, name=name, capabilities=capabilities, kind=kind.value,
-                    registered_at=now, last_seen=now,
+                    id=new_id,
+                    name=name,
+                    capabilities=capabilities,
+                    kind=kind.value,
+                    registered_at=now,
+                    last_seen=now,
                 )
             )
     return new_id

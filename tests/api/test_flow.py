@@ -11,8 +11,9 @@ from tests.support import ServerProcess, unique_params
 
 def register(server: ServerProcess, capabilities: list[str], name: str = "runner") -> str:
     with server.client("runner") as client:
-        answer = client.post("/api/runner/register",
-                             json={"name": name, "capabilities": capabilities})
+        answer = client.post(
+            "/api/runner/register", json={"name": name, "capabilities": capabilities}
+        )
     assert answer.status_code == 201, answer.text
     runner_id: str = answer.json()["runner_id"]
     return runner_id
@@ -39,19 +40,24 @@ def test_seed_flow_end_to_end(server: ServerProcess) -> None:
         assert job_id in [job["job_id"] for job in available.json()["jobs"]]
         claim = runner.post(f"/api/runner/jobs/{job_id}/claim")
         assert claim.status_code == 200
-        assert claim.json()["job"] == {"job_id": job_id, "job_type": "hello_world",
-                                       "input_params": params}
-        beat = runner.post(f"/api/runner/jobs/{job_id}/heartbeat",
-                           json={"progress_current": 5, "progress_total": 10,
-                                 "console_output": "halfway"})
+        assert claim.json()["job"] == {
+            "job_id": job_id,
+            "job_type": "hello_world",
+            "input_params": params,
+        }
+        beat = runner.post(
+            f"/api/runner/jobs/{job_id}/heartbeat",
+            json={"progress_current": 5, "progress_total": 10, "console_output": "halfway"},
+        )
         assert beat.json() == {"success": True, "message": "Heartbeat recorded"}
         with server.client("submit") as client:
             status = client.get(f"/api/jobs/{job_id}").json()
         assert status["status"] == "in_progress"
         assert status["progress"] == {"current": 5, "total": 10}
-        done = runner.post(f"/api/runner/jobs/{job_id}/complete",
-                           json={"output_data": {"greeting": "Hello, Ada!"},
-                                 "console_output": "halfway\ndone"})
+        done = runner.post(
+            f"/api/runner/jobs/{job_id}/complete",
+            json={"output_data": {"greeting": "Hello, Ada!"}, "console_output": "halfway\ndone"},
+        )
         assert done.status_code == 200
 
     # Then a resubmission answers 200 with the cached result, and so do check and status
@@ -59,14 +65,18 @@ def test_seed_flow_end_to_end(server: ServerProcess) -> None:
     assert again.status_code == 200
     assert again.json()["job_id"] == job_id
     assert again.json()["status"] == "completed"
-    assert again.json()["result"] == {"output_data": {"greeting": "Hello, Ada!"},
-                                      "console_output": "halfway\ndone"}
+    assert again.json()["result"] == {
+        "output_data": {"greeting": "Hello, Ada!"},
+        "console_output": "halfway\ndone",
+    }
     with server.client("submit") as client:
-        checked = client.post("/api/jobs/check",
-                              json={"job_type": "hello_world", "input_params": params}).json()
+        checked = client.post(
+            "/api/jobs/check", json={"job_type": "hello_world", "input_params": params}
+        ).json()
         status = client.get(f"/api/jobs/{job_id}").json()
     assert checked["exists"] is True and checked["result"]["output_data"] == {
-        "greeting": "Hello, Ada!"}
+        "greeting": "Hello, Ada!"
+    }
     assert status["status"] == "completed" and status["result"]["console_output"].endswith("done")
 
 
@@ -98,8 +108,10 @@ def test_failed_job_reports_error_and_resubmission_requeues(server: ServerProces
     runner_id = register(server, ["flaky"])
     with server.client("runner", runner_id) as runner:
         assert runner.post(f"/api/runner/jobs/{job_id}/claim").status_code == 200
-        failed = runner.post(f"/api/runner/jobs/{job_id}/error",
-                             json={"error_message": "boom", "console_output": "trace"})
+        failed = runner.post(
+            f"/api/runner/jobs/{job_id}/error",
+            json={"error_message": "boom", "console_output": "trace"},
+        )
         assert failed.status_code == 200
     with server.client("submit") as client:
         checked = client.post("/api/jobs/check", json={"job_type": "flaky", "input_params": params})
@@ -108,8 +120,11 @@ def test_failed_job_reports_error_and_resubmission_requeues(server: ServerProces
 
     requeued = submit(server, "flaky", params)
     assert requeued.status_code == 200
-    assert requeued.json() == {"job_id": job_id, "status": "pending",
-                               "message": "Job had failed or expired; requeued"}
+    assert requeued.json() == {
+        "job_id": job_id,
+        "status": "pending",
+        "message": "Job had failed or expired; requeued",
+    }
     with server.client("admin") as admin:
         detail = admin.get(f"/api/admin/jobs/{job_id}").json()
     assert detail["attempts"] == 0 and detail["error_message"] is None
@@ -150,8 +165,10 @@ def test_admin_listings_detail_and_stats(server: ServerProcess) -> None:
         listed = admin.get("/api/admin/jobs", params={"job_type": job_type}).json()
         assert listed["total"] == 3
         assert [job["job_id"] for job in listed["jobs"]] == list(reversed(ids))  # newest first
-        pending = admin.get("/api/admin/jobs", params={"job_type": job_type, "status": "pending",
-                                                      "limit": 1, "offset": 1}).json()
+        pending = admin.get(
+            "/api/admin/jobs",
+            params={"job_type": job_type, "status": "pending", "limit": 1, "offset": 1},
+        ).json()
         assert pending["total"] == 2 and len(pending["jobs"]) == 1
         detail = admin.get(f"/api/admin/jobs/{ids[0]}").json()
         assert detail["claimed_by"] == runner_id and detail["status"] == "claimed"
@@ -164,8 +181,9 @@ def test_admin_listings_detail_and_stats(server: ServerProcess) -> None:
         stats = admin.get("/api/admin/stats").json()
         assert stats["jobs"]["claimed"] >= 1 and stats["jobs"]["pending"] >= 2
         assert stats["jobs"]["total"] == sum(
-            stats["jobs"][s] for s in
-            ("pending", "claimed", "in_progress", "completed", "failed", "expired"))
+            stats["jobs"][s]
+            for s in ("pending", "claimed", "in_progress", "completed", "failed", "expired")
+        )
         assert stats["runners"]["active"] >= 1
 
 
@@ -174,7 +192,7 @@ def test_admin_deletes_jobs(server: ServerProcess) -> None:
     with server.client("admin") as admin:
         assert admin.delete(f"/api/admin/jobs/{ids[0]}").status_code == 200
         assert admin.get(f"/api/admin/jobs/{ids[0]}").status_code == 404
-        batch = admin.post("/api/admin/jobs/batch-delete", json={"job_ids": ids[1:] + ["nope"]})
+        batch = admin.post("/api/admin/jobs/batch-delete", json={"job_ids": [*ids[1:], "nope"]})
         assert batch.json()["deleted"] == 2
         assert admin.delete(f"/api/admin/jobs/{ids[1]}").status_code == 404
 
@@ -184,13 +202,26 @@ def test_health_and_docs_need_no_key(server: ServerProcess) -> None:
     assert health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
     spec = httpx.get(f"{server.url}/openapi.json").json()
     paths = set(spec["paths"])
-    for path in ("/api/jobs/submit", "/api/jobs/check", "/api/jobs/{job_id}",
-                 "/api/runner/register", "/api/runner/verify", "/api/runner/jobs/available",
-                 "/api/runner/jobs/{job_id}/claim", "/api/runner/jobs/{job_id}/heartbeat",
-                 "/api/runner/jobs/{job_id}/complete", "/api/runner/jobs/{job_id}/error",
-                 "/api/runner/jobs/{job_id}/release", "/api/admin/jobs",
-                 "/api/admin/jobs/{job_id}", "/api/admin/runners", "/api/admin/runners/{runner_id}",
-                 "/api/admin/stats", "/api/admin/jobs/batch-delete", "/health"):
+    for path in (
+        "/api/jobs/submit",
+        "/api/jobs/check",
+        "/api/jobs/{job_id}",
+        "/api/runner/register",
+        "/api/runner/verify",
+        "/api/runner/jobs/available",
+        "/api/runner/jobs/{job_id}/claim",
+        "/api/runner/jobs/{job_id}/heartbeat",
+        "/api/runner/jobs/{job_id}/complete",
+        "/api/runner/jobs/{job_id}/error",
+        "/api/runner/jobs/{job_id}/release",
+        "/api/admin/jobs",
+        "/api/admin/jobs/{job_id}",
+        "/api/admin/runners",
+        "/api/admin/runners/{runner_id}",
+        "/api/admin/stats",
+        "/api/admin/jobs/batch-delete",
+        "/health",
+    ):
         assert path in paths, path
     submit_op = spec["paths"]["/api/jobs/submit"]["post"]
     assert "requestBody" in submit_op and {"200", "201", "400"} <= set(submit_op["responses"])

@@ -1,0 +1,155 @@
+"""The state machine of SPEC §2 on the real store (SQLite, and PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from runpack_tasks.jobstore import lifecycle
+from runpack_tasks.jobstore.lifecycle import claim, complete, fail, heartbeat, reap, release, submit
+from runpack_tasks.jobstore.models import JOBS, JobStatus
+from tests.support import unique_params
+
+PACKAGES = [
+    Path(__file__).parents[2] / name for name in ("runpack_api", "runpack_tasks", "runner_plugins")
+]
+
+
+def _age_heartbeat(engine: Engine, job_id: str, by_ms: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(JOBS)
+            .where(JOBS.c.id == job_id)
+            .values(last_heartbeat=JOBS.c.last_heartbeat - by_ms)
+        )
+
+
+def test_submit_creates_once_then_returns_the_same_job(engine: Engine) -> None:
+    params = unique_params()
+    first = submit(engine, "t", params)
+    second = submit(engine, "t", dict(reversed(list(params.items()))))
+    assert (first.created, second.created) == (True, False)
+    assert second.job.id == first.job.id and second.needs_publish is False
+    assert first.job.status == JobStatus.PENDING.value and first.job.attempts == 0
+
+
+def test_claim_counts_attempts_and_only_one_claimer_wins(engine: Engine) -> None:
+    job = submit(engine, "t", unique_params()).job
+    won = claim(engine, job.id, "r1")
+    assert won is not None and won.attempts == 1 and won.status == "claimed"
+    assert claim(engine, job.id, "r2") is None
+
+
+def test_only_the_claimer_reports(engine: Engine) -> None:
+    job = submit(engine, "t", unique_params()).job
+    claim(engine, job.id, "r1")
+    assert (
+        heartbeat(engine, job.id, "r2", progress_current=1, progress_total=2, console_output="x")
+        is None
+    )
+    assert complete(engine, job.id, "r2", output_data={}, console_output=None) is None
+    assert fail(engine, job.id, "r2", error_message="x", console_output=None) is None
+    assert release(engine, job.id, "r2") is None
+    beat = heartbeat(
+        engine, job.id, "r1", progress_current=1, progress_total=2, console_output="log"
+    )
+    assert beat is not None and beat.status == "in_progress" and beat.progress_current == 1
+    done = complete(engine, job.id, "r1", output_data={"v": 1}, console_output=None)
+    assert done is not None and done.status == "completed" and done.output_data == {"v": 1}
+    assert done.console_output == "log"  # kept when the final report sends none
+    assert (
+        heartbeat(engine, job.id, "r1", progress_current=2, progress_total=2, console_output=None)
+        is None
+    )
+
+
+def test_release_gives_back_the_attempt(engine: Engine) -> None:
+    job = submit(engine, "t", unique_params()).job
+    claim(engine, job.id, "r1")
+    released = release(engine, job.id, "r1")
+    assert released is not None and released.status == "pending" and released.attempts == 0
+    assert released.claimed_by is None
+
+
+def test_reap_requeues_while_attempts_remain_then_fails(engine: Engine) -> None:
+    job = submit(engine, "t", unique_params()).job
+    for attempt in (1, 2):
+        claim(engine, job.id, f"r{attempt}")
+        _age_heartbeat(engine, job.id, 10_000)
+        outcome = reap(engine, heartbeat_timeout_s=5, max_attempts=2)
+        if attempt == 1:
+            assert outcome.requeued == [job.id] and outcome.failed == []
+        else:
+            assert outcome.failed == [job.id] and outcome.requeued == []
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(JOBS).where(JOBS.c.id == job.id)).one()
+    assert row.status == "failed" and row.attempts == 2
+    assert row.error_message == "timed out: no heartbeat for 5 s"
+
+
+def test_reap_leaves_fresh_claims_alone(engine: Engine) -> None:
+    job = submit(engine, "t", unique_params()).job
+    claim(engine, job.id, "r1")
+    assert reap(engine, heartbeat_timeout_s=60, max_attempts=1).failed == []
+    _age_heartbeat(engine, job.id, 61_000)
+    assert reap(engine, heartbeat_timeout_s=60, max_attempts=1).failed == [job.id]
+
+
+def test_resubmitting_a_failed_job_requeues_it_with_fresh_attempts(engine: Engine) -> None:
+    params = unique_params()
+    job = submit(engine, "t", params).job
+    claim(engine, job.id, "r1")
+    fail(engine, job.id, "r1", error_message="boom", console_output="trace")
+    again = submit(engine, "t", params)
+    assert again.requeued and again.needs_publish and again.job.id == job.id
+    assert again.job.status == "pending" and again.job.attempts == 0
+    assert again.job.error_message is None and again.job.console_output is None
+    assert submit(engine, "t", params).requeued is False  # the second caller does not publish
+
+
+def test_expired_results_are_recomputed(engine: Engine) -> None:
+    params = unique_params()
+    job = submit(engine, "t", params).job
+    claim(engine, job.id, "r1")
+    complete(engine, job.id, "r1", output_data={"v": 1}, console_output=None)
+    assert lifecycle.expire(engine, job.id) is not None
+    assert lifecycle.expire(engine, job.id) is None  # only completed jobs expire
+    assert submit(engine, "t", params).requeued
+
+
+WRITING_CALLS = {"values", "update", "insert", "_update_one"}
+
+
+def _assigns_status(tree: ast.AST) -> list[int]:
+    """Lines that write a status: ``.values(status=...)`` and ``.status = ...``."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = (
+                node.func.attr
+                if isinstance(node.func, ast.Attribute)
+                else getattr(node.func, "id", "")
+            )
+            if name in WRITING_CALLS and any(kw.arg == "status" for kw in node.keywords):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            lines += [
+                t.lineno for t in targets if isinstance(t, ast.Attribute) and t.attr == "status"
+            ]
+    return lines
+
+
+def test_no_module_but_lifecycle_writes_status() -> None:
+    lifecycle_path = Path(lifecycle.__file__).resolve()
+    offenders = []
+    for package in PACKAGES:
+        for path in package.rglob("*.py"):
+            if path.resolve() == lifecycle_path or "migrations" in path.parts:
+                continue
+            tree = ast.parse(path.read_text())
+            offenders += [f"{path.name}:{line}" for line in _assigns_status(tree)]
+    assert offenders == []

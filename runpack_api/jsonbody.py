@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.background import BackgroundTask
 
 
 class OrjsonRequest(Request):
@@ -32,11 +33,18 @@ class OrjsonRoute(APIRoute):
 
 
 def json_response(
-    body: Any, status_code: int = 200, headers: dict[str, str] | None = None
+    body: Any,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    background: BackgroundTask | None = None,
 ) -> Response:
-    """A response from already-built JSON-able data."""
+    """A response from already-built JSON-able data (``background`` runs after it is sent)."""
     return Response(
-        orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
+        orjson.dumps(body),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+        background=background,
     )
 
 

@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from runner_plugins import Plugin, installed_plugins
 from runpack_api.ratelimit import RateLimits
 from runpack_api.result_cache import ResultCache
+from runpack_tasks.celery_app import make_celery
 from runpack_tasks.jobstore.db import create_db_engine
+from runpack_tasks.publisher import Publisher
 from runpack_tasks.settings import RunpackSettings
 
 
@@ -40,16 +43,22 @@ class Runtime:
     engine: Engine
     results: ResultCache
     rate_limits: RateLimits
+    publisher: Publisher
+    #: The plugins installed here; their parameter validation runs at submit.
+    plugins: dict[str, Plugin]
     pending: PendingSignal = field(default_factory=PendingSignal)
 
     @classmethod
     def start(cls, settings: RunpackSettings) -> Runtime:
         """Build the runtime for ``settings`` (opens no connection yet)."""
+        engine = create_db_engine(settings.database_url)
         return cls(
             settings=settings,
-            engine=create_db_engine(settings.database_url),
+            engine=engine,
             results=ResultCache(settings.result_cache_ttl_s, settings.result_cache_bytes),
             rate_limits=RateLimits(settings),
+            publisher=Publisher(make_celery(settings), engine, settings.runner_active_s),
+            plugins=installed_plugins(),
         )
 
     def close(self) -> None:

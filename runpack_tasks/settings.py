@@ -51,6 +51,14 @@ class RunpackSettings(BaseSettings):
     max_console_bytes: int = Field(1_048_576, gt=0)
     max_error_bytes: int = Field(10_240, gt=0)
 
+    #: Messages a Celery worker process reserves ahead (Celery's prefetch multiplier).
+    worker_prefetch: int = Field(1, ge=1)
+    #: Seconds before Redis redelivers an unacknowledged message; keep it above the
+    #: longest job (a redelivered message for a job already taken does nothing).
+    visibility_timeout_s: float = Field(7200, gt=0)
+    #: How long publishing waits for an unreachable broker before leaving the job to beat.
+    broker_timeout_s: float = Field(2, gt=0)
+
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
 
     #: How long an API process serves a completed result from memory before it looks at

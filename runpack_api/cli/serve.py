@@ -1,9 +1,15 @@
-"""Server commands: ``runpack up`` (everything, embedded) and ``runpack api``."""
+"""Server commands: ``runpack up`` (everything, embedded), and the production pieces
+``api``, ``worker``, ``beat`` and ``flower``, one process each."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +19,13 @@ from runpack_api.cli.common import HostOption, PortOption, console, load_setting
 
 KEYS_FILE = Path("runpack.keys")
 KEY_NAMES = ("RUNPACK_SUBMIT_API_KEY", "RUNPACK_RUNNER_API_KEY", "RUNPACK_ADMIN_API_KEY")
+#: How long ``up`` gives its worker and beat to stop before it kills them.
+CHILD_STOP_TIMEOUT_S = 20
+
+TypesOption = Annotated[
+    str | None,
+    typer.Option("--types", help="Comma-separated job types (default: every installed plugin)."),
+]
 
 
 def _serve_api(host: str, port: int, workers: int) -> None:
@@ -52,23 +65,43 @@ def _ensure_keys() -> None:
         os.environ.setdefault(name, saved[name])
 
 
+def _start_child(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "runpack_api.cli", *args])
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=CHILD_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def up(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
-    """Run Runpack on this machine with no server to install: API, on SQLite."""
+    """Everything on this machine, no server to install: API, a worker for every
+    installed job type, and beat, on SQLite and the filesystem broker."""
     _ensure_keys()
     settings = load_settings()
     url = f"http://{host}:{port}"
-    keys = {
-        "submit": settings.submit_api_key,
-        "runner": settings.runner_api_key,
-        "admin": settings.admin_api_key,
-    }
     console.print(f"[bold]Runpack[/bold] on {url}  (API docs: {url}/docs)")
-    for role, key in keys.items():
-        assert key is not None
+    for role in ("submit", "runner", "admin"):
+        key = getattr(settings, f"{role}_api_key")
         console.print(f"  {role:<6} key: {key.get_secret_value()}", highlight=False)
     if KEYS_FILE.exists():
         console.print(f"  keys are kept in {KEYS_FILE.resolve()}")
-    _serve_api(host, port, workers=1)
+
+    from runpack_tasks.jobstore import schema
+
+    schema.upgrade(settings.database_url)
+    children = [_start_child("worker"), _start_child("beat")]
+    try:
+        _serve_api(host, port, workers=1)
+    finally:
+        _stop_children(children)
 
 
 def api(
@@ -80,7 +113,77 @@ def api(
     _serve_api(host, port, workers)
 
 
+def worker(
+    types: TypesOption = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Pool processes or threads (default: CPU count).", min=1)
+    ] = None,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads or solo.")] = "prefork",
+    name: Annotated[str | None, typer.Option(help="Node name (default: unique).")] = None,
+) -> None:
+    """A Celery worker consuming exactly the given job types' queues."""
+    from runner_plugins import UnknownPlugin, get_plugin, installed_plugins
+    from runpack_tasks.celery_app import make_celery
+    from runpack_tasks.routing import queue_for
+
+    settings = load_settings()
+    job_types = (
+        [t.strip() for t in types.split(",") if t.strip()] if types else sorted(installed_plugins())
+    )
+    try:
+        for job_type in job_types:
+            get_plugin(job_type)
+    except UnknownPlugin as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    app = make_celery(settings)
+    node = name or f"runpack-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+    app.conf.runpack_job_types = job_types
+    app.conf.runpack_runner_id = node
+    argv = [
+        "worker",
+        f"--queues={','.join(queue_for(t) for t in job_types)}",
+        f"--hostname={node}",
+        f"--pool={pool}",
+        "--loglevel=INFO",
+        "--without-mingle",
+    ]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    app.worker_main(argv)
+
+
+def beat() -> None:
+    """Celery beat: reaps stale claims and publishes jobs whose message is missing.
+    Run exactly one."""
+    from runpack_tasks.beat import RunpackScheduler
+    from runpack_tasks.celery_app import make_celery
+
+    app = make_celery(load_settings())
+    app.Beat(scheduler=RunpackScheduler, loglevel="INFO").run()
+
+
+def flower(
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 5555,
+    host: HostOption = "127.0.0.1",
+) -> None:
+    """Flower, the live view of the Celery side (HTTP basic auth: admin / the admin key)."""
+    from runpack_tasks.celery_app import make_celery
+
+    settings = load_settings()
+    assert settings.admin_api_key is not None
+    app = make_celery(settings)
+    app.start(
+        [
+            "flower",
+            f"--port={port}",
+            f"--address={host}",
+            f"--basic-auth=admin:{settings.admin_api_key.get_secret_value()}",
+        ]
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the server commands to ``app``."""
-    app.command()(up)
-    app.command()(api)
+    for command in (up, api, worker, beat, flower):
+        app.command()(command)

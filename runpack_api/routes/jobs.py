@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, BackgroundTasks, Response
 from starlette.concurrency import run_in_threadpool
 
+from runner_plugins import InvalidParams
 from runpack_api import presenters
 from runpack_api.deps import RuntimeDep, StatusRate, SubmitKey, SubmitRate
 from runpack_api.jsonbody import OrjsonRoute, json_response, raw_json_response
@@ -43,6 +44,17 @@ def _hash_request(body: JobRequest, runtime: Runtime) -> str:
         raise InvalidRequest(f"input_params {exc}") from None
 
 
+def _validate_params(body: JobRequest, runtime: Runtime) -> None:
+    """Run the plugin's parameter validation where this host knows the plugin."""
+    plugin = runtime.plugins.get(body.job_type)
+    if plugin is None:
+        return
+    try:
+        plugin.validate(body.input_params)
+    except InvalidParams as exc:
+        raise InvalidRequest(f"input_params for {body.job_type}: {exc}") from None
+
+
 def _encode_completed(
     runtime: Runtime, key: tuple[str, str], body: dict[str, Any], status: str
 ) -> bytes:
@@ -63,21 +75,27 @@ def _encode_completed(
     },
     dependencies=[SubmitRate],
 )
-async def submit_job(body: JobRequest, runtime: RuntimeDep) -> Response:
+async def submit_job(
+    body: JobRequest, runtime: RuntimeDep, background: BackgroundTasks
+) -> Response:
     """Create a job, or return the existing one (with its result when completed).
 
-    A failed or expired job is requeued. 201 when this call created the job.
+    A failed or expired job is requeued. 201 when this call created the job. Parameters
+    are validated by the job type's plugin when this API host has it installed.
     """
     digest = _hash_request(body, runtime)
     if (cached := runtime.results.get(("submit", digest))) is not None:
         return raw_json_response(cached)
+    _validate_params(body, runtime)
     outcome = await run_in_threadpool(
         lifecycle.submit, runtime.engine, body.job_type, body.input_params, digest
     )
     answer = presenters.submitted(outcome.job, created=outcome.created, requeued=outcome.requeued)
     if outcome.needs_publish:
         runtime.pending.notify()
-        return json_response(answer, 201 if outcome.created else 200)
+        # after the response, so a slow or absent broker never delays the client
+        background.add_task(runtime.publisher.publish_if_served, outcome.job.id, body.job_type)
+        return json_response(answer, 201 if outcome.created else 200, background=background)
     return raw_json_response(
         _encode_completed(runtime, ("submit", digest), answer, outcome.job.status)
     )

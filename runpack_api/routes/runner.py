@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from runpack_api.deps import EngineDep, RunnerDep, RunnerKey, RunnerRate, RuntimeDep
@@ -181,10 +181,13 @@ async def fail_job(job_id: str, body: ErrorRequest, runner: RunnerDep, runtime: 
 
 
 @router.post("/jobs/{job_id}/release", response_model=Outcome, responses=REPORT_RESPONSES)
-async def release_job(job_id: str, runner: RunnerDep, runtime: RuntimeDep) -> Any:
+async def release_job(
+    job_id: str, runner: RunnerDep, runtime: RuntimeDep, background: BackgroundTasks
+) -> Any:
     """Give a claimed job back (runner shutting down); the attempt is not counted."""
     job = await run_in_threadpool(lifecycle.release, runtime.engine, job_id, runner.id)
     if job is None:
         return _not_yours("release")
     runtime.pending.notify()
+    background.add_task(runtime.publisher.publish_if_served, job.id, job.job_type)
     return {"success": True, "message": "Job released back to pending"}

@@ -124,6 +124,7 @@ def resubmit(engine: Engine, job_id: str) -> Row[Any] | None:
         RESUBMITTABLE_STATUSES,
         status=JobStatus.PENDING.value,
         attempts=0,
+        published_at=None,
         claimed_by=None,
         claimed_at=None,
         last_heartbeat=None,
@@ -224,6 +225,7 @@ def release(engine: Engine, job_id: str, runner_id: str) -> Row[Any] | None:
         owner=runner_id,
         status=JobStatus.PENDING.value,
         attempts=sa.case((JOBS.c.attempts > 0, JOBS.c.attempts - 1), else_=0),
+        published_at=None,
         claimed_by=None,
         claimed_at=None,
         last_heartbeat=None,
@@ -251,6 +253,7 @@ def reap(engine: Engine, *, heartbeat_timeout_s: float, max_attempts: int) -> Re
             ),
             finished_at=sa.case((out_of_attempts, now), else_=None),
             claimed_by=sa.case((out_of_attempts, JOBS.c.claimed_by), else_=None),
+            published_at=None,
             updated_at=now,
         )
         .returning(JOBS.c.id, JOBS.c.status)
@@ -261,6 +264,18 @@ def reap(engine: Engine, *, heartbeat_timeout_s: float, max_attempts: int) -> Re
         requeued=[row.id for row in rows if row.status == JobStatus.PENDING.value],
         failed=[row.id for row in rows if row.status == JobStatus.FAILED.value],
     )
+
+
+def mark_published(engine: Engine, job_ids: list[str]) -> None:
+    """Record that a Celery message went out for these jobs (those still pending)."""
+    if not job_ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(JOBS)
+            .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.PENDING.value)
+            .values(published_at=now_ms())
+        )
 
 
 def expire(engine: Engine, job_id: str) -> Row[Any] | None:

@@ -45,6 +45,7 @@ class Job(SQLModel, table=True):
         sa.Index("ix_jobs_type_created", "job_type", "created_at"),
         sa.Index("ix_jobs_created", "created_at"),
         sa.Index("ix_jobs_claimed_by_updated", "claimed_by", "updated_at"),
+        sa.Index("ix_jobs_status_type_published", "status", "job_type", "published_at"),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -68,6 +69,8 @@ class Job(SQLModel, table=True):
     error_message: str | None = Field(default=None, sa_type=sa.Text)
     #: Claims so far; the first claim is attempt 1. Reset when a failed job is resubmitted.
     attempts: int = Field(default=0, nullable=False)
+    #: When a Celery message for this pending job was last sent; None while none is known.
+    published_at: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 class RunnerKind(StrEnum):

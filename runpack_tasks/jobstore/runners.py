@@ -51,3 +51,13 @@ def touch(engine: Engine, runner_id: str) -> Row[Any] | None:
             .values(last_seen=now_ms())
             .returning(*RUNNERS.c)
         ).first()
+
+
+def retire(engine: Engine, runner_id: str, active_s: float) -> None:
+    """Mark a runner that is shutting down as no longer active."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(RUNNERS)
+            .where(RUNNERS.c.id == runner_id)
+            .values(last_seen=now_ms() - int(active_s * 1000) - 1)
+        )

@@ -1,0 +1,59 @@
+"""The plugin interface: what a job type implements, and the context it reports through."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+
+class InvalidParams(ValueError):
+    """Raised by a plugin's ``validate`` when parameters cannot be run; the message says why."""
+
+
+class JobContext(Protocol):
+    """What a running plugin reports through. Celery workers and HTTP runners provide it."""
+
+    job_id: str
+
+    def progress(self, current: int, total: int | None = None) -> None:
+        """Record progress; it reaches the server at most once a second."""
+
+    def log(self, line: str) -> None:
+        """Append a line to the job's console output."""
+
+    def heartbeat(self) -> None:
+        """Tell the server the job is alive without changing its progress."""
+
+
+class Plugin(ABC):
+    """A job type. Subclass it, set ``name`` and ``version``, implement ``run``.
+
+    Declare ``Params`` (a pydantic model) to have parameters validated before they are
+    queued, on the API host, and again before they run.
+    """
+
+    #: The ``job_type`` this plugin runs.
+    name: ClassVar[str]
+    #: Bump when results change meaning; shown to operators.
+    version: ClassVar[str] = "0"
+    #: One line for humans (the dashboard, ``runpack plugins``).
+    description: ClassVar[str] = ""
+    #: The parameters' model, or None to accept any JSON object.
+    Params: ClassVar[type[BaseModel] | None] = None
+
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters to run with (defaults filled in); raise InvalidParams if unusable."""
+        if self.Params is None:
+            return params
+        try:
+            return self.Params.model_validate(params).model_dump()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "input_params"
+            raise InvalidParams(f"{where}: {first['msg']}") from None
+
+    @abstractmethod
+    def run(self, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        """Compute the job's result (a JSON object) from its validated parameters."""

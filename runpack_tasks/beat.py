@@ -1,0 +1,43 @@
+"""``runpack beat``: a Celery beat whose maintenance entry runs in beat itself.
+
+Reaping and republishing need no worker, so they also happen where only HTTP runners
+serve jobs. Run exactly one beat.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.beat import ScheduleEntry, Scheduler
+
+from runpack_tasks.jobstore.db import create_db_engine
+from runpack_tasks.maintenance import maintain
+from runpack_tasks.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+MAINTAIN_TASK = "runpack.maintain"
+
+
+class RunpackScheduler(Scheduler):
+    """An in-memory schedule; the maintenance entry is executed here, not sent."""
+
+    def setup_schedule(self) -> None:
+        super().setup_schedule()
+        settings = self.app.runpack_settings
+        self._engine = create_db_engine(settings.database_url, pool_size=2)
+        self._publisher = Publisher(self.app, self._engine, settings.runner_active_s)
+
+    def apply_async(
+        self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
+    ) -> Any:
+        if entry.task != MAINTAIN_TASK:
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        if advance:
+            entry = self.reserve(entry)
+        try:
+            maintain(self.app.runpack_settings, self._engine, self.app, self._publisher)
+        except Exception:  # one failed round must not stop beat; the next one retries
+            log.exception("maintenance round failed")
+        return None

@@ -1,0 +1,82 @@
+"""make_celery(settings): the Celery app, configured so that no job is lost.
+
+- Late acks and reject-on-worker-lost: a message is acknowledged only after its task ran,
+  and a worker killed mid-task gives its message back.
+- Prefetch 1 by default: a worker holds at most one waiting message per process.
+- No result backend: results are written to the jobs table by the lifecycle module.
+- Redis ``visibility_timeout`` (RUNPACK_VISIBILITY_TIMEOUT_S, default 2 h) above the
+  longest job: a message unacknowledged that long is redelivered. A redelivered message
+  for a job that is no longer pending is acknowledged and does nothing, so redelivery is
+  always safe; the reaper, not redelivery, is what recovers jobs of dead workers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from runpack_tasks.routing import DEFAULT_QUEUE
+from runpack_tasks.settings import RunpackSettings
+
+#: How often an idle worker on the filesystem broker looks for new messages.
+FILESYSTEM_POLLING_INTERVAL_S = 0.1
+
+
+def filesystem_folder(broker_url: str) -> Path | None:
+    """The folder of a ``filesystem://<folder>`` broker URL, None for other brokers."""
+    if not broker_url.startswith("filesystem://"):
+        return None
+    return Path(broker_url.removeprefix("filesystem://") or "runpack-broker").resolve()
+
+
+def broker_options(settings: RunpackSettings) -> dict[str, Any]:
+    """Transport options: folders for the filesystem broker, visibility for Redis."""
+    folder = filesystem_folder(settings.broker_url)
+    if folder is not None:
+        queue, control = folder / "queue", folder / "control"
+        queue.mkdir(parents=True, exist_ok=True)
+        control.mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "control_folder": str(control),
+            "polling_interval": FILESYSTEM_POLLING_INTERVAL_S,
+        }
+    return {"visibility_timeout": settings.visibility_timeout_s}
+
+
+def make_celery(settings: RunpackSettings) -> Celery:
+    """The Celery app for ``settings`` (no connection is opened here)."""
+    broker_url = "filesystem://" if filesystem_folder(settings.broker_url) else settings.broker_url
+    app = Celery("runpack", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        broker_transport_options=broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.broker_timeout_s,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        result_backend=None,
+        worker_prefetch_multiplier=settings.worker_prefetch,
+        task_default_queue=DEFAULT_QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule={
+            "runpack-maintain": {
+                "task": "runpack.maintain",
+                "schedule": settings.reap_interval_s,
+            },
+        },
+    )
+    app.runpack_settings = settings  # type: ignore[attr-defined]
+    # The task, and the signal receivers that finish jobs and register workers.
+    import runpack_tasks.presence
+    import runpack_tasks.signals
+    import runpack_tasks.tasks  # noqa: F401
+
+    return app

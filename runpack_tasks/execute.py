@@ -1,0 +1,139 @@
+"""Running a plugin with its context; shared by Celery workers and HTTP runners.
+
+The context collects progress and log lines and sends them as heartbeats through a sink:
+at most once a second while they change, every ``keepalive_s`` while they do not (so a
+long silent step is not mistaken for a dead runner), and once more at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runner_plugins import Plugin
+
+#: A heartbeat: (progress_current, progress_total, console_output) -> still ours?
+HeartbeatSink = Callable[[int | None, int | None, str], bool]
+
+FLUSH_INTERVAL_S = 1.0
+
+
+@dataclass
+class JobOutcome:
+    """What a run produced: output on success, error on failure, and the whole log."""
+
+    output_data: dict[str, Any] | None
+    error_message: str | None
+    console_output: str
+
+
+class RunContext:
+    """The ``JobContext`` a plugin runs with; thread-safe, throttled, flushed at the end."""
+
+    def __init__(
+        self, job_id: str, sink: HeartbeatSink, *, keepalive_s: float, max_console_bytes: int
+    ) -> None:
+        self.job_id = job_id
+        self._sink = sink
+        self._keepalive_s = keepalive_s
+        self._max_console_bytes = max_console_bytes
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._console_bytes = 0
+        self._current: int | None = None
+        self._total: int | None = None
+        self._dirty = False
+        self._last_sent = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: False once the server said the job is no longer this runner's.
+        self.still_ours = True
+
+    # -- JobContext ---------------------------------------------------------------------
+
+    def progress(self, current: int, total: int | None = None) -> None:
+        """Record progress."""
+        with self._lock:
+            self._current, self._dirty = int(current), True
+            if total is not None:
+                self._total = int(total)
+
+    def log(self, line: str) -> None:
+        """Append a line to the console output, dropping the oldest beyond the size limit."""
+        with self._lock:
+            self._lines.append(line)
+            self._console_bytes += len(line.encode("utf-8", "replace")) + 1
+            while self._console_bytes > self._max_console_bytes and len(self._lines) > 1:
+                dropped = self._lines.pop(0)
+                self._console_bytes -= len(dropped.encode("utf-8", "replace")) + 1
+            self._dirty = True
+
+    def heartbeat(self) -> None:
+        """Send a heartbeat with the next flush even if nothing changed."""
+        with self._lock:
+            self._dirty = True
+
+    # -- the runner's side ---------------------------------------------------------------
+
+    @property
+    def console_output(self) -> str:
+        """The log so far, newest lines kept within the size limit."""
+        with self._lock:
+            text = "\n".join(self._lines)
+        encoded = text.encode("utf-8", "replace")
+        if len(encoded) > self._max_console_bytes:
+            text = encoded[-self._max_console_bytes :].decode("utf-8", "ignore")
+        return text
+
+    def flush(self, force: bool = False) -> None:
+        """Send a heartbeat if something changed, the keepalive is due, or ``force``."""
+        now = time.monotonic()
+        with self._lock:
+            due = force or self._dirty or now - self._last_sent >= self._keepalive_s
+            if not due:
+                return
+            self._dirty, self._last_sent = False, now
+            current, total = self._current, self._total
+        try:
+            self.still_ours = self._sink(current, total, self.console_output) and self.still_ours
+        except Exception:  # a failed heartbeat is retried at the next flush
+            with self._lock:
+                self._dirty = True
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL_S):
+            self.flush()
+
+    def __enter__(self) -> RunContext:
+        self._last_sent = time.monotonic()
+        self._thread = threading.Thread(
+            target=self._flush_loop, name=f"heartbeat-{self.job_id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush(force=True)
+
+
+def run_plugin(plugin: Plugin, params: dict[str, Any], ctx: RunContext) -> JobOutcome:
+    """Validate and run; a plugin's exception becomes the job's error, never escapes."""
+    with ctx:
+        try:
+            output = plugin.run(plugin.validate(params), ctx)
+        except Exception as exc:  # any plugin failure is reported, not raised
+            ctx.log(f"{type(exc).__name__}: {exc}")
+            return JobOutcome(None, f"{type(exc).__name__}: {exc}", ctx.console_output)
+    if not isinstance(output, dict):
+        return JobOutcome(
+            None,
+            f"plugin {plugin.name} returned {type(output).__name__}, not a JSON object",
+            ctx.console_output,
+        )
+    return JobOutcome(output, None, ctx.console_output)

@@ -1,0 +1,54 @@
+"""The Celery task that runs a job: claim it, run its plugin, leave the outcome to signals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, shared_task
+
+from runner_plugins import get_plugin
+from runpack_tasks.execute import RunContext, run_plugin
+from runpack_tasks.jobstore import lifecycle
+from runpack_tasks.jobstore.payloads import check_json
+from runpack_tasks.worker_state import Run, state_of
+
+
+class JobFailed(Exception):
+    """Raised by the task when the job's plugin failed; the message is the job's error."""
+
+
+@shared_task(name="runpack.execute", bind=True)
+def execute(self: Task, job_id: str, job_type: str | None = None) -> dict[str, Any]:
+    """Run the job if it is still pending; a late message for a taken job does nothing."""
+    state = state_of(self.app)
+    job = lifecycle.claim(state.engine, job_id, state.runner_id)
+    if job is None:
+        return {"job_id": job_id, "skipped": "not pending"}
+    run = Run(job)
+    state.runs[self.request.id] = run
+    plugin = get_plugin(job.job_type)
+
+    def heartbeat(current: int | None, total: int | None, console: str) -> bool:
+        return (
+            lifecycle.heartbeat(
+                state.engine,
+                job_id,
+                state.runner_id,
+                progress_current=current,
+                progress_total=total,
+                console_output=console,
+            )
+            is not None
+        )
+
+    run.context = RunContext(
+        job_id,
+        heartbeat,
+        keepalive_s=state.settings.heartbeat_timeout_s / 3,
+        max_console_bytes=state.settings.max_console_bytes,
+    )
+    run.outcome = run_plugin(plugin, job.input_params, run.context)
+    if run.outcome.error_message is not None:
+        raise JobFailed(run.outcome.error_message)
+    check_json("output_data", run.outcome.output_data, state.settings.max_output_bytes)
+    return {"job_id": job_id, "job_type": job.job_type, "completed": True}

@@ -1,0 +1,77 @@
+"""What a Celery worker process holds: its settings, its database engine, its runner id.
+
+The engine is made lazily in each process (never inherited across a fork), and the runs
+in progress are kept by task id so the signals can finish them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.engine import Row
+
+from runpack_tasks.execute import JobOutcome, RunContext
+from runpack_tasks.jobstore.db import create_db_engine
+from runpack_tasks.settings import RunpackSettings
+
+
+@dataclass
+class Run:
+    """A job this process claimed and is running."""
+
+    job: Row[Any]
+    context: RunContext | None = None
+    outcome: JobOutcome | None = None
+
+
+class WorkerState:
+    """Per-process state of a worker, found from its Celery app."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.settings: RunpackSettings = app.runpack_settings  # type: ignore[attr-defined]
+        self._engine: tuple[int, Engine] | None = None
+        self._lock = threading.Lock()
+        self.runs: dict[str, Run] = {}
+
+    @property
+    def engine(self) -> Engine:
+        """This process's engine (a forked child makes its own)."""
+        with self._lock:
+            if self._engine is None or self._engine[0] != os.getpid():
+                self._engine = (
+                    os.getpid(),
+                    create_db_engine(self.settings.database_url, pool_size=2),
+                )
+            return self._engine[1]
+
+    @property
+    def runner_id(self) -> str:
+        """The id this worker is registered under (its Celery node name)."""
+        return str(self.app.conf.get("runpack_runner_id") or "celery-worker")
+
+    @property
+    def job_types(self) -> list[str]:
+        """The job types this worker consumes."""
+        return list(self.app.conf.get("runpack_job_types") or [])
+
+
+_states: dict[int, WorkerState] = {}
+
+
+def state_of(app: Celery) -> WorkerState:
+    """The WorkerState of ``app``, made on first use."""
+    state = _states.get(id(app))
+    if state is None:
+        state = _states[id(app)] = WorkerState(app)
+    return state
+
+
+def all_states() -> list[WorkerState]:
+    """Every WorkerState of this process."""
+    return list(_states.values())

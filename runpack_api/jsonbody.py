@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -10,13 +12,31 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.background import BackgroundTask
 
+#: orjson reads integers of 2**64 and more as floats, silently rounded. A body with a run
+#: of this many digits is read again exactly, so such integers are refused like any other
+#: beyond JSON's safe range instead of being rounded.
+_LONG_DIGITS = re.compile(rb"[0-9]{20,}")
+
+
+def _exact_json(body: bytes) -> Any:
+    """The standard library's reading of ``body``: slower, but integers stay exact."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise json.JSONDecodeError(
+            "nested too deeply", body.decode("utf-8", "replace"), 0
+        ) from None
+
 
 class OrjsonRequest(Request):
     """A request whose ``json()`` is orjson's (its errors are ``json.JSONDecodeError``s)."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = orjson.loads(await self.body())
+            body = await self.body()
+            self._json = orjson.loads(body)
+            if _LONG_DIGITS.search(body):
+                self._json = _exact_json(body)
         return self._json
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from runpack_tasks.jobstore.models import JobStatus, RunnerKind
-from runpack_tasks.jobstore.payloads import JOB_TYPE_PATTERN
+from runpack_tasks.jobstore.payloads import JOB_TYPE_PATTERN, MAX_SAFE_INTEGER, refuse_nul
 
 JobType = Annotated[str, StringConstraints(pattern=JOB_TYPE_PATTERN)]
-Count = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+#: Text stored in a column: anything but NUL.
+Text = Annotated[str, AfterValidator(refuse_nul)]
 
 
 class _Request(BaseModel):
@@ -30,7 +32,7 @@ class JobRequest(_Request):
 class RegisterRequest(_Request):
     """A runner announcing itself and the job types it serves."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    name: Annotated[Text, StringConstraints(min_length=1, max_length=128)]
     capabilities: Annotated[list[JobType], Field(max_length=256)]
 
 
@@ -39,21 +41,21 @@ class HeartbeatRequest(_Request):
 
     progress_current: Count | None = None
     progress_total: Count | None = None
-    console_output: str | None = None
+    console_output: Text | None = None
 
 
 class CompleteRequest(_Request):
     """A job's result."""
 
     output_data: dict[str, Any]
-    console_output: str | None = None
+    console_output: Text | None = None
 
 
 class ErrorRequest(_Request):
     """Why a job failed."""
 
-    error_message: str
-    console_output: str | None = None
+    error_message: Text
+    console_output: Text | None = None
 
 
 class BatchDeleteRequest(_Request):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner_plugins import Plugin
+from runpack_tasks.jobstore.payloads import storable
 
 #: A heartbeat: (progress_current, progress_total, console_output) -> still ours?
 HeartbeatSink = Callable[[int | None, int | None, str], bool]
@@ -63,6 +64,7 @@ class RunContext:
 
     def log(self, line: str) -> None:
         """Append a line to the console output, dropping the oldest beyond the size limit."""
+        line = storable(line)
         with self._lock:
             self._lines.append(line)
             self._console_bytes += len(line.encode("utf-8", "replace")) + 1

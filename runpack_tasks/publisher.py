@@ -13,7 +13,7 @@ import time
 
 import sqlalchemy as sa
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 from sqlalchemy import Engine
 
 from runpack_tasks.jobstore import lifecycle

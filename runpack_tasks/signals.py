@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery, signals
 
 from runpack_tasks.jobstore import lifecycle
+from runpack_tasks.jobstore.payloads import storable
 from runpack_tasks.worker_state import state_of
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _failed(
     if job_id is None:
         return
     console = run.context.console_output if run is not None and run.context else None
-    message = str(exception) or type(exception).__name__
+    message = storable(str(exception) or type(exception).__name__)
     lifecycle.fail(
         state.engine,
         job_id,

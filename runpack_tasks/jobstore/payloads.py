@@ -9,6 +9,9 @@ import orjson
 from runpack_tasks.errors import InvalidRequest, PayloadTooLarge
 
 JOB_TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+MAX_SAFE_INTEGER = 2**53 - 1
+#: PostgreSQL text cannot hold NUL; what runners print is stored with this instead.
+NUL_REPLACEMENT = "\ufffd"
 #: Deeper JSON is refused: no real parameters need it, and encoders recurse.
 MAX_JSON_DEPTH = 64
 
@@ -34,7 +37,10 @@ def check_json(name: str, value: Any, max_bytes: int) -> None:
     """Refuse ``value`` if it nests too deeply (400) or encodes to over ``max_bytes`` (413)."""
     if json_depth(value) > MAX_JSON_DEPTH:
         raise InvalidRequest(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
-    size = len(orjson.dumps(value))
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as exc:  # an integer beyond 64 bits
+        raise InvalidRequest(f"{name} cannot be encoded as JSON: {exc}") from None
     if size > max_bytes:
         raise PayloadTooLarge(f"{name} is {size} bytes, over the limit of {max_bytes}")
 
@@ -46,3 +52,15 @@ def check_text(name: str, value: str | None, max_bytes: int) -> None:
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise PayloadTooLarge(f"{name} is {size} bytes, over the limit of {max_bytes}")
+
+
+def refuse_nul(value: str) -> str:
+    """``value`` if it holds no NUL character (text columns cannot store one)."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character, which cannot be stored")
+    return value
+
+
+def storable(text: str) -> str:
+    """Text a runner produced, with NUL characters replaced so it can be stored."""
+    return text.replace("\x00", NUL_REPLACEMENT)

@@ -105,6 +105,7 @@ def job_detail(job: JobRow) -> dict[str, Any]:
         "claimed_at": job.claimed_at,
         "last_heartbeat": job.last_heartbeat,
         "finished_at": job.finished_at,
+        "published_at": job.published_at,
         "console_output": job.console_output,
         "output_data": job.output_data,
         "error_message": job.error_message,

@@ -195,6 +195,8 @@ class JobDetail(JobSummary):
     claimed_at: int | None
     last_heartbeat: int | None
     finished_at: int | None
+    #: When its Celery message was last sent (None: not published, e.g. HTTP-runner types).
+    published_at: int | None = None
     console_output: str | None
     output_data: dict[str, Any] | None = None
     error_message: str | None = None

@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery
 
+from runpack_tasks import fsbroker
 from runpack_tasks.routing import DEFAULT_QUEUE
 from runpack_tasks.settings import RunpackSettings
 
@@ -49,7 +50,8 @@ def broker_options(settings: RunpackSettings) -> dict[str, Any]:
 
 def make_celery(settings: RunpackSettings) -> Celery:
     """The Celery app for ``settings`` (no connection is opened here)."""
-    broker_url = "filesystem://" if filesystem_folder(settings.broker_url) else settings.broker_url
+    is_filesystem = filesystem_folder(settings.broker_url) is not None
+    broker_url = fsbroker.register() if is_filesystem else settings.broker_url
     app = Celery("runpack", broker=broker_url, set_as_current=False)
     app.conf.update(
         broker_transport_options=broker_options(settings),

@@ -174,12 +174,21 @@ def server_env(
     return env
 
 
+def database_answers(url: str) -> bool:
+    """Whether the server at ``url`` is up with its database (its broker may be down)."""
+    return bool(httpx.get(f"{url}/health").json().get("database") == "ok")
+
+
 @contextmanager
 def running_server(
-    database_url: str, backend: Backend, tmp_dir: Path, extra_env: dict[str, str] | None = None
+    database_url: str,
+    backend: Backend,
+    tmp_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    keys: Keys | None = None,
 ) -> Iterator[ServerProcess]:
     """Start ``runpack api`` on a free port; yield once /health answers; stop it after."""
-    keys = Keys()
+    keys = keys or Keys()
     port = free_port()
     log_path = tmp_dir / f"server-{port}.log"
     with log_path.open("wb") as log_file:
@@ -203,7 +212,7 @@ def running_server(
     try:
         try:
             wait_for(
-                lambda: process.poll() is None and httpx.get(f"{server.url}/health").is_success,
+                lambda: process.poll() is None and database_answers(server.url),
                 timeout_s=60,
                 what=f"server on port {port}",
             )

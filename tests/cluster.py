@@ -1,0 +1,178 @@
+"""A whole Runpack on loopback for Celery tests: API, beat and workers as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support import Backend, Keys, ServerProcess, running_server, server_env, wait_for
+
+EXAMPLE_PLUGIN = Path(__file__).parents[1] / "examples" / "runpack-example-plugin"
+#: Short enough that a killed worker's job is reaped within seconds.
+FAST_RECOVERY = {"RUNPACK_HEARTBEAT_TIMEOUT_S": "4", "RUNPACK_REAP_INTERVAL_S": "1"}
+
+
+def install_example_plugin(target: Path) -> Path:
+    """pip-install the example plugin package into ``target`` (for PYTHONPATH)."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(EXAMPLE_PLUGIN),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return target
+
+
+def broker_url_for(backend: Backend, tmp_dir: Path) -> str:
+    """Redis beside PostgreSQL; the filesystem broker on the embedded default."""
+    return backend.redis_url or f"filesystem://{tmp_dir / 'broker'}"
+
+
+@dataclass
+class Cluster:
+    """API, beat and any number of workers sharing one database and broker."""
+
+    server: ServerProcess
+    env: dict[str, str]
+    tmp_dir: Path
+    broker_url: str
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp_dir / f"{name}-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runpack_api.cli", *args],
+            env=self.env,
+            cwd=self.tmp_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def start_worker(
+        self, types: str = "hello_world,noop,tally", concurrency: int = 2, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """A ``runpack worker`` in its own process group; waits until it is registered."""
+        before = {r["runner_id"] for r in self.celery_runners()}
+        process = self._spawn(
+            "worker", "worker", "--types", types, "--concurrency", str(concurrency)
+        )
+        if wait:
+            wait_for(
+                lambda: {r["runner_id"] for r in self.celery_runners() if r["is_active"]} - before,
+                timeout_s=60,
+                what="the worker to register",
+            )
+        return process
+
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        """The one ``runpack beat``."""
+        return self._spawn("beat", "beat")
+
+    def celery_runners(self) -> list[dict[str, Any]]:
+        """The Celery workers the API lists."""
+        with self.server.client("admin") as admin:
+            runners = admin.get("/api/admin/runners").json()["runners"]
+        return [r for r in runners if r["kind"] == "celery"]
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL a process and its whole group (a pool's children too), like a crash."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop(self, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+        """SIGTERM (a warm shutdown), then SIGKILL if it does not stop."""
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill(process)
+
+    def logs(self) -> str:
+        """Every log of the cluster, for failure messages."""
+        return "\n".join(
+            f"== {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+            for p in sorted(self.tmp_dir.glob("*.log"))
+        )
+
+    def submit(self, job_type: str, params: dict[str, Any]) -> httpx.Response:
+        """Submit a job as a client."""
+        with self.server.client("submit") as client:
+            return client.post(
+                "/api/jobs/submit", json={"job_type": job_type, "input_params": params}
+            )
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job as the admin sees it."""
+        with self.server.client("admin") as admin:
+            detail: dict[str, Any] = admin.get(f"/api/admin/jobs/{job_id}").json()
+        return detail
+
+    def wait_for_status(self, job_id: str, *statuses: str, timeout_s: float = 60) -> dict[str, Any]:
+        """Wait until the job is in one of ``statuses``; fail with the logs if not."""
+        try:
+            return wait_for(
+                lambda: (job := self.job(job_id))["status"] in statuses and job,
+                timeout_s=timeout_s,
+                what=f"job {job_id} to be {statuses}",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from None
+
+
+@contextmanager
+def running_cluster(
+    backend: Backend,
+    database_url: str,
+    tmp_dir: Path,
+    plugin_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
+    api_env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
+    """API + beat (+ ``workers`` workers) on ``backend``; everything stopped afterwards.
+
+    ``api_env`` overrides variables for the API process alone.
+    """
+    keys = Keys()
+    broker_url = broker_url_for(backend, tmp_dir)
+    extra = {
+        "RUNPACK_BROKER_URL": broker_url,
+        "PYTHONPATH": str(plugin_dir),
+        **FAST_RECOVERY,
+        **(extra_env or {}),
+    }
+    env = server_env(database_url, keys, backend, extra)
+    api_extra = {**extra, **(api_env or {})}
+    with running_server(database_url, backend, tmp_dir, api_extra, keys=keys) as server:
+        cluster = Cluster(server, env, tmp_dir, broker_url)
+        try:
+            cluster.start_beat()
+            for _ in range(workers):
+                cluster.start_worker()
+            yield cluster
+        finally:
+            for process in cluster.processes:
+                cluster.stop(process)

@@ -1,0 +1,191 @@
+"""Jobs run by real Celery worker processes, on Redis and the embedded broker."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from threading import Barrier
+
+import httpx
+import pytest
+import redis
+
+from tests.cluster import Cluster, install_example_plugin, running_cluster
+from tests.support import Backend, wait_for
+
+
+@pytest.fixture(scope="session")
+def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin package (job type ``tally``), installed once."""
+    return install_example_plugin(tmp_path_factory.mktemp("plugins"))
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    backend: Backend,
+    module_database_url: str,
+    plugin_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:
+    """API, beat and one worker (concurrency 2) for this module."""
+    with running_cluster(
+        backend, module_database_url, tmp_path_factory.mktemp("cluster"), plugin_dir
+    ) as running:
+        yield running
+
+
+def tally_log(tmp_path: Path) -> Path:
+    return tmp_path / f"tally-{uuid.uuid4().hex[:8]}.log"
+
+
+def executions(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_hello_world_completes_and_its_result_is_served_from_cache(cluster: Cluster) -> None:
+    # Given a hello_world job submitted to the API
+    params = {"name": f"Ada {uuid.uuid4().hex[:6]}", "processing_time": 1}
+    created = cluster.submit("hello_world", params)
+    assert created.status_code == 201
+    job_id = created.json()["job_id"]
+
+    # When a worker runs it
+    job = cluster.wait_for_status(job_id, "completed", "failed")
+
+    # Then it completed with the seed's greeting, its progress and log recorded
+    assert job["status"] == "completed", job
+    assert job["output_data"]["greeting"] == f"Hello, {params['name']}!"
+    assert job["progress"] == {"current": 10, "total": 10}
+    assert job["console_output"].endswith(f"Hello, {params['name']}!")
+    assert job["attempts"] == 1 and job["claimed_by"].startswith("runpack-")
+
+    # And resubmitting answers 200 with the cached result without running it again
+    again = cluster.submit("hello_world", params)
+    assert again.status_code == 200
+    assert again.json()["result"]["output_data"] == job["output_data"]
+    assert cluster.job(job_id)["attempts"] == 1
+
+
+def test_a_cached_result_is_never_recomputed(cluster: Cluster, tmp_path: Path) -> None:
+    log = tally_log(tmp_path)
+    job_id = cluster.submit("tally", {"log": str(log)}).json()["job_id"]
+    cluster.wait_for_status(job_id, "completed")
+    answers = [cluster.submit("tally", {"log": str(log)}) for _ in range(5)]
+    assert {a.status_code for a in answers} == {200}
+    assert {a.json()["result"]["output_data"]["count"] for a in answers} == {1}
+    assert executions(log) == 1
+
+
+def test_a_failing_job_fails_with_its_message_and_resubmission_runs_it_again(
+    cluster: Cluster,
+    tmp_path: Path,
+) -> None:
+    # Given hello_world asked to raise
+    params = {"name": uuid.uuid4().hex, "processing_time": 0.5, "test_exception": True}
+    job_id = cluster.submit("hello_world", params).json()["job_id"]
+    job = cluster.wait_for_status(job_id, "completed", "failed")
+    assert job["status"] == "failed"
+    assert job["error_message"] == "RuntimeError: Test exception requested"
+    assert "Step 5/10" in job["console_output"]
+
+    # When a failing tally job is resubmitted, it runs once more
+    log = tally_log(tmp_path)
+    tally_id = cluster.submit("tally", {"log": str(log), "fail": True}).json()["job_id"]
+    cluster.wait_for_status(tally_id, "failed")
+    requeued = cluster.submit("tally", {"log": str(log), "fail": True})
+    assert requeued.status_code == 200 and requeued.json()["status"] == "pending"
+    wait_for(lambda: executions(log) == 2, what="the second execution")
+    assert cluster.wait_for_status(tally_id, "failed")["error_message"] == (
+        "RuntimeError: tally asked to fail"
+    )
+
+
+def test_500_concurrent_identical_submissions_run_once(cluster: Cluster, tmp_path: Path) -> None:
+    log = tally_log(tmp_path)
+    start = Barrier(50)
+
+    def submit_ten(_: int) -> list[httpx.Response]:
+        with cluster.server.client("submit", limits=httpx.Limits(max_connections=1)) as client:
+            start.wait()
+            return [
+                client.post(
+                    "/api/jobs/submit",
+                    json={"job_type": "tally", "input_params": {"log": str(log)}},
+                )
+                for _ in range(10)
+            ]
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = [a for batch in pool.map(submit_ten, range(50)) for a in batch]
+    assert len(answers) == 500
+    assert [a.status_code for a in answers].count(201) == 1
+    job_ids = {a.json()["job_id"] for a in answers}
+    assert len(job_ids) == 1
+    cluster.wait_for_status(job_ids.pop(), "completed")
+    assert executions(log) == 1
+
+
+def test_workers_are_listed_as_runners(cluster: Cluster) -> None:
+    workers = cluster.celery_runners()
+    assert any(
+        w["is_active"] and set(w["capabilities"]) == {"hello_world", "noop", "tally"}
+        for w in workers
+    )
+
+
+def test_a_type_only_http_runners_serve_is_never_published(cluster: Cluster) -> None:
+    job_id = cluster.submit("http_only_type", {"n": uuid.uuid4().hex}).json()["job_id"]
+    # Given beat ran a few rounds since (its interval is 1 s)
+    observed = cluster.submit("noop", {"n": uuid.uuid4().hex}).json()["job_id"]
+    cluster.wait_for_status(observed, "completed")
+    job = cluster.job(job_id)
+    assert job["status"] == "pending" and job["attempts"] == 0
+
+
+def workers(cluster: Cluster) -> list[subprocess.Popen[bytes]]:
+    """The cluster's live worker processes (the first process is beat)."""
+    return [p for p in cluster.processes[1:] if p.poll() is None]
+
+
+def test_a_killed_worker_does_not_lose_its_job(cluster: Cluster) -> None:
+    # Given a worker running a hello_world job
+    params = {"name": uuid.uuid4().hex, "processing_time": 6}
+    job_id = cluster.submit("hello_world", params).json()["job_id"]
+    cluster.wait_for_status(job_id, "in_progress")
+
+    # When every worker is killed with SIGKILL, and a new one starts
+    for process in workers(cluster):
+        cluster.kill(process)
+    cluster.start_worker()
+
+    # Then the job is reaped, republished and completed, its attempts recorded
+    job = cluster.wait_for_status(job_id, "completed", "failed", timeout_s=90)
+    assert job["status"] == "completed", job
+    assert job["attempts"] == 2
+    assert job["output_data"]["greeting"] == f"Hello, {params['name']}!"
+
+
+def test_a_flushed_broker_loses_no_job(cluster: Cluster, backend: Backend) -> None:
+    # Given a worker that crashed (so it still counts as live and messages are sent)
+    for process in workers(cluster):
+        cluster.kill(process)
+    # And 50 jobs submitted and published, none run
+    ids = [cluster.submit("noop", {"n": uuid.uuid4().hex}).json()["job_id"] for _ in range(50)]
+    wait_for(lambda: all(cluster.job(i)["published_at"] for i in ids), what="publication")
+
+    # When the broker loses every message
+    if backend.redis_url:
+        redis.Redis.from_url(backend.redis_url).flushall()
+    else:
+        queue = Path(cluster.broker_url.removeprefix("filesystem://")) / "queue"
+        shutil.rmtree(queue)
+        queue.mkdir()
+
+    # Then a worker started afterwards still completes all 50
+    cluster.start_worker()
+    for job_id in ids:
+        assert cluster.wait_for_status(job_id, "completed", timeout_s=90)["status"] == "completed"

@@ -51,8 +51,9 @@ class RunpackSettings(BaseSettings):
     max_console_bytes: int = Field(1_048_576, gt=0)
     max_error_bytes: int = Field(10_240, gt=0)
 
-    #: Messages a Celery worker process reserves ahead (Celery's prefetch multiplier).
-    worker_prefetch: int = Field(1, ge=1)
+    #: Messages a Celery worker process reserves ahead (Celery's prefetch multiplier);
+    #: default 1 on Redis, 4 on the filesystem broker (see celery_app.py).
+    worker_prefetch: int | None = Field(None, ge=1)
     #: Seconds before Redis redelivers an unacknowledged message; keep it above the
     #: longest job (a redelivered message for a job already taken does nothing).
     visibility_timeout_s: float = Field(7200, gt=0)

@@ -23,12 +23,33 @@ def start_up(directory: Path, port: int) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
     )
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split()
+        for child in map(int, children):
+            found |= {child} | descendants(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
 def stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=30)
+    """Ctrl-C, as a person would, to the whole foreground process group."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
     return output
 
 
@@ -43,15 +64,32 @@ def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
         )
         keys_file = tmp_path / "runpack.keys"
         keys = dict(line.split("=", 1) for line in keys_file.read_text().splitlines())
-        # When a client submits with the generated submit key
+        submit_key = {"Authorization": f"Bearer {keys['RUNPACK_SUBMIT_API_KEY']}"}
+        # When a client submits a job with the generated submit key
+        params = {"name": "Ada", "processing_time": 0.5}
         answer = httpx.post(
             f"{url}/api/jobs/submit",
-            json={"job_type": "hello_world", "input_params": {"name": "Ada"}},
-            headers={"Authorization": f"Bearer {keys['RUNPACK_SUBMIT_API_KEY']}"},
+            headers=submit_key,
+            json={"job_type": "hello_world", "input_params": params},
         )
         assert answer.status_code == 201
+        job_url = f"{url}/api/jobs/{answer.json()['job_id']}"
+        # Then the worker that up started runs it
+        done = wait_for(
+            lambda: httpx.get(job_url, headers=submit_key).json()["status"] == "completed",
+            timeout_s=60,
+            interval_s=0.5,  # runpack up keeps the default status rate limit (60/min)
+            what="the job to complete",
+        )
+        assert done
+        result = httpx.get(job_url, headers=submit_key).json()["result"]
+        assert result["output_data"]["greeting"] == "Hello, Ada!"
+        children = descendants(process.pid)
+        assert len(children) >= 3  # the worker (and its pool) and beat
     finally:
         output = stop(process)
+    # And Ctrl-C stopped all of it
+    assert not [pid for pid in children if alive(pid)]
     # Then it printed the URL and the keys, kept them private, and made the SQLite database
     assert url in output
     for name in ("SUBMIT", "RUNNER", "ADMIN"):
@@ -70,7 +108,7 @@ def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
         )
         again = httpx.post(
             f"{url}/api/jobs/submit",
-            json={"job_type": "hello_world", "input_params": {"name": "Ada"}},
+            json={"job_type": "hello_world", "input_params": params},
             headers={"Authorization": f"Bearer {keys['RUNPACK_SUBMIT_API_KEY']}"},
         )
         assert again.status_code == 200 and again.json()["job_id"] == answer.json()["job_id"]

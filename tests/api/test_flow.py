@@ -226,3 +226,12 @@ def test_health_and_docs_need_no_key(server: ServerProcess) -> None:
     submit_op = spec["paths"]["/api/jobs/submit"]["post"]
     assert "requestBody" in submit_op and {"200", "201", "400"} <= set(submit_op["responses"])
     assert httpx.get(f"{server.url}/docs").status_code == 200
+
+
+def test_a_known_plugin_validates_parameters_at_submit(server: ServerProcess) -> None:
+    refused = submit(server, "hello_world", {"processing_time": 1000})
+    assert refused.status_code == 400
+    assert "processing_time" in refused.json()["error"]
+    assert submit(server, "primes", {"limit": "many"}).status_code == 400
+    # a type no plugin here knows is accepted as it is (an HTTP runner may serve it)
+    assert submit(server, "someone_elses_type", unique_params(limit="many")).status_code == 201

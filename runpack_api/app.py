@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,9 @@ def create_app(settings: RunpackSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Everything alive now lives as long as the process: keep it out of the collector's
+        # full passes, which otherwise pause every request for tens of milliseconds.
+        gc.freeze()
         yield
         runtime.close()
 

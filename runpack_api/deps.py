@@ -19,7 +19,7 @@ from runpack_tasks.jobstore import runners
 RUNNER_ID_MAX_LENGTH = 64
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The runtime of the API process serving this request."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -28,7 +28,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_engine(runtime: RuntimeDep) -> Engine:
+async def get_engine(runtime: RuntimeDep) -> Engine:
     """The database engine."""
     return runtime.engine
 

@@ -86,6 +86,23 @@ class Cluster:
             )
         return process
 
+    def start_runner(
+        self, types: str, state_file: Path, name: str = "laptop", url: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A ``runpack runner`` (HTTP) in its own process group."""
+        return self._spawn(
+            "runner",
+            "runner",
+            "--url",
+            url or self.server.url,
+            "--types",
+            types,
+            "--state-file",
+            str(state_file),
+            "--name",
+            name,
+        )
+
     def start_beat(self) -> subprocess.Popen[bytes]:
         """The one ``runpack beat``."""
         return self._spawn("beat", "beat")

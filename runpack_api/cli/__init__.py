@@ -1,10 +1,10 @@
-"""The ``runpack`` command: server processes and database maintenance."""
+"""The ``runpack`` command: server processes, client commands, database maintenance."""
 
 from __future__ import annotations
 
 import typer
 
-from runpack_api.cli import db, serve
+from runpack_api.cli import client, db, serve
 
 app = typer.Typer(
     help="Runpack: compute things on demand, and never the same thing twice.",
@@ -12,6 +12,7 @@ app = typer.Typer(
     add_completion=False,
 )
 serve.register(app)
+client.register(app)
 app.add_typer(db.app, name="db")
 
 

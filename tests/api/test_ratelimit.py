@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from runpack_api.ratelimit import RateCategory, RateLimits
+from runpack_tasks.errors import RateLimited
+from runpack_tasks.settings import get_settings
 from tests.support import (
     IN_CI,
     Backend,
@@ -114,3 +119,43 @@ def test_api_processes_share_counters_through_redis(tmp_path: Path) -> None:
             headers=second.headers("submit"),
         ) as two:
             assert [check(two).status_code for _ in range(2)] == [200, 429]
+
+
+def test_leases_keep_processes_within_the_limit_with_few_redis_calls() -> None:
+    backend = postgres_backend()
+    if backend is None:
+        if IN_CI:
+            pytest.fail("RUNPACK_TEST_REDIS_URL must be set in CI")
+        pytest.skip("needs Redis")
+    # Given two API processes' limiters sharing Redis, with a limit of 1000 a minute
+    settings = get_settings(redis_url=backend.redis_url, rate_submit="1000/minute")
+    limiters = [RateLimits(settings), RateLimits(settings)]
+    calls = [0]
+    for limiter in limiters:
+        original = limiter._limiter.hit
+
+        async def counted(*args: Any, _original: Any = original, **kwargs: Any) -> bool:
+            calls[0] += 1
+            return bool(await _original(*args, **kwargs))
+
+        limiter._limiter.hit = counted  # type: ignore[method-assign]
+    identity = random_loopback()
+
+    async def hammer(requests: int) -> int:
+        allowed = 0
+        for n in range(requests):
+            try:
+                await limiters[n % 2].hit(RateCategory.SUBMIT, identity)
+                allowed += 1
+            except RateLimited:
+                pass
+        return allowed
+
+    # When they serve 900 requests, then 300 more
+    lease = 1000 // 100
+    assert asyncio.run(hammer(900)) == 900
+    # Then Redis was asked about once per lease, not once per request
+    assert calls[0] <= 900 // lease + 2
+    # And together they never let more than the limit through, nor refuse much before it
+    allowed = 900 + asyncio.run(hammer(300))
+    assert 1000 - 2 * (lease - 1) <= allowed <= 1000

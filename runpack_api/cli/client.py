@@ -1,0 +1,314 @@
+"""Client commands: ``runner`` (an HTTP runner), ``submit``, ``status``, ``jobs``, ``runners``,
+``stats``. URL and keys come from the environment or flags."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+
+from runpack_api.cli.common import console
+
+out = Console(soft_wrap=True)
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="RUNPACK_URL", help="The API's URL.")]
+SubmitKeyOption = Annotated[
+    str | None, typer.Option("--key", envvar="RUNPACK_SUBMIT_API_KEY", help="The submit key.")
+]
+AdminKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar=["RUNPACK_ADMIN_API_KEY", "RUNPACK_RUNNER_API_KEY"],
+        help="The admin key (the runner key can read too).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+#: Exit codes: 0 completed, 1 the job failed or expired, 2 a usage or API error.
+EXIT_JOB_FAILED = 1
+EXIT_ERROR = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(EXIT_ERROR)
+
+
+def _print_json(value: BaseModel | dict[str, Any]) -> None:
+    data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    out.print_json(json.dumps(data), highlight=False)
+
+
+def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
+    """``key=value`` pairs over the file's object; a value is JSON if it parses, else text."""
+    params: dict[str, Any] = {}
+    if params_file is not None:
+        loaded = json.loads(params_file.read_text())
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{params_file} does not hold a JSON object")
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{pair!r} is not key=value")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def runner(
+    url: UrlOption = DEFAULT_URL,
+    types: Annotated[
+        str | None,
+        typer.Option(
+            "--types", help="Comma-separated job types (default: every installed plugin)."
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Shown in the admin views.")] = None,
+    state_file: Annotated[Path, typer.Option(help="Keeps the runner id across restarts.")] = Path(
+        "runpack-runner.json"
+    ),
+    key: Annotated[
+        str | None, typer.Option("--key", envvar="RUNPACK_RUNNER_API_KEY", help="The runner key.")
+    ] = None,
+) -> None:
+    """An HTTP runner: claims jobs of its types over HTTP and runs their plugins here."""
+    from runner_plugins import UnknownPlugin, get_plugin, installed_plugins
+    from runpack_api.runner_client import HttpRunner, ReleaseRequested, RunnerConfig
+
+    if not key:
+        raise _fail("RUNPACK_RUNNER_API_KEY not set (or pass --key)")
+    job_types = (
+        [t.strip() for t in types.split(",") if t.strip()] if types else sorted(installed_plugins())
+    )
+    try:
+        for job_type in job_types:
+            get_plugin(job_type)
+    except UnknownPlugin as exc:
+        raise _fail(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(
+        logging.WARNING
+    )  # one line per runner event, not per request
+    config = RunnerConfig(
+        url=url,
+        key=key,
+        job_types=job_types,
+        name=name or f"{socket.gethostname()}-runner",
+        state_file=state_file,
+    )
+    http_runner = HttpRunner(config)
+    http_runner.install_signal_handlers()
+    with contextlib.suppress(ReleaseRequested):  # a signal while idle, or the second one
+        http_runner.serve()
+    logging.getLogger("runpack.runner").info("stopped")
+
+
+def _progress_printer(json_mode: bool) -> tuple[Any, Any]:
+    """A callback showing progress (a bar on a terminal, lines otherwise) and a closer."""
+    if json_mode or not sys.stderr.isatty():
+        last: list[Any] = [None]
+
+        def print_line(status: Any) -> None:
+            seen = (
+                status.status,
+                status.progress and (status.progress.current, status.progress.total),
+            )
+            if seen != last[0]:
+                last[0] = seen
+                current = status.progress.current if status.progress else None
+                total = status.progress.total if status.progress else None
+                console.print(f"{status.status.value} {current}/{total}", highlight=False)
+
+        return print_line, lambda: None
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task("pending", total=None)
+    bar.start()
+
+    def update(status: Any) -> None:
+        total = status.progress.total if status.progress else None
+        current = status.progress.current if status.progress else 0
+        bar.update(task, description=status.status.value, completed=current or 0, total=total)
+
+    return update, bar.stop
+
+
+def submit(
+    job_type: Annotated[str, typer.Argument(help="The job type.")],
+    params: Annotated[
+        list[str] | None,
+        typer.Argument(help="key=value parameters; a value is JSON when it parses as JSON."),
+    ] = None,
+    params_file: Annotated[
+        Path | None, typer.Option(help="A JSON object of parameters (key=value pairs override it).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the job until it finishes.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: SubmitKeyOption = None,
+    json_mode: JsonOption = False,
+) -> None:
+    """Submit a job; with --wait, show its progress and print its result."""
+    from runpack_api.client import RunpackAPIError, RunpackClient
+
+    try:
+        input_params = parse_params(params or [], params_file)
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    with RunpackClient(url, submit_key=key) as client:
+        try:
+            answer = client.submit(job_type, input_params)
+            if not wait or answer.status.value == "completed":
+                _print_json(answer)
+                return
+            show, close = _progress_printer(json_mode)
+            try:
+                final = client.wait(answer.job_id, on_progress=show)
+            finally:
+                close()
+        except RunpackAPIError as exc:
+            raise _fail(exc.message) from None
+    _print_json(final)
+    if final.status.value != "completed":
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def status(
+    job_id: Annotated[str, typer.Argument(help="The job id.")],
+    url: UrlOption = DEFAULT_URL,
+    key: SubmitKeyOption = None,
+) -> None:
+    """A job's status, progress and result, as JSON."""
+    from runpack_api.client import RunpackAPIError, RunpackClient
+
+    with RunpackClient(url, submit_key=key) as client:
+        try:
+            found = client.status(job_id)
+        except RunpackAPIError as exc:
+            raise _fail(exc.message) from None
+    _print_json(found)
+    if found.status.value in ("failed", "expired"):
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _admin(url: str, key: str | None) -> Any:
+    from runpack_api.client import RunpackClient
+
+    return RunpackClient(url, admin_key=key)
+
+
+def jobs(
+    status_filter: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="Only this job type.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    url: UrlOption = DEFAULT_URL,
+    key: AdminKeyOption = None,
+    json_mode: JsonOption = False,
+) -> None:
+    """Jobs, newest first."""
+    from runpack_api.client import RunpackAPIError
+
+    with _admin(url, key) as client:
+        try:
+            page = client.jobs(status=status_filter, job_type=job_type, limit=limit)
+        except RunpackAPIError as exc:
+            raise _fail(exc.message) from None
+    if json_mode:
+        _print_json(page)
+        return
+    table = Table(
+        "job id",
+        "type",
+        "status",
+        "progress",
+        "attempts",
+        "claimed by",
+        title=f"{len(page.jobs)} of {page.total} jobs",
+    )
+    for job in page.jobs:
+        progress = f"{job.progress.current}/{job.progress.total}" if job.progress else ""
+        table.add_row(
+            job.job_id,
+            job.job_type,
+            job.status.value,
+            progress,
+            str(job.attempts),
+            job.claimed_by or "",
+        )
+    out.print(table)
+
+
+def runners(
+    url: UrlOption = DEFAULT_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
+) -> None:
+    """HTTP runners and Celery workers."""
+    from runpack_api.client import RunpackAPIError
+
+    with _admin(url, key) as client:
+        try:
+            found = client.runners()
+        except RunpackAPIError as exc:
+            raise _fail(exc.message) from None
+    if json_mode:
+        _print_json(found)
+        return
+    table = Table(title="runners")
+    for column in ("runner id", "name", "kind", "job types", "active"):
+        table.add_column(column, overflow="fold")
+    for item in found.runners:
+        table.add_row(
+            item.runner_id,
+            item.name,
+            item.kind.value,
+            ", ".join(item.capabilities),
+            "yes" if item.is_active else "no",
+        )
+    out.print(table)
+
+
+def stats(
+    url: UrlOption = DEFAULT_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
+) -> None:
+    """Jobs per state, and runners."""
+    from runpack_api.client import RunpackAPIError
+
+    with _admin(url, key) as client:
+        try:
+            found = client.stats()
+        except RunpackAPIError as exc:
+            raise _fail(exc.message) from None
+    if json_mode:
+        _print_json(found)
+        return
+    table = Table("", "count", title="Runpack")
+    for name, count in found.jobs.model_dump().items():
+        table.add_row(f"jobs {name}", str(count))
+    table.add_row("runners active", str(found.runners.active))
+    table.add_row("runners total", str(found.runners.total))
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to ``app``."""
+    for command in (runner, submit, status, jobs, runners, stats):
+        app.command()(command)

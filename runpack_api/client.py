@@ -1,0 +1,175 @@
+"""RunpackClient: the Python client of the HTTP API (submit, check, status, wait, admin)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from runpack_api.schemas import (
+    CheckResponse,
+    JobDetail,
+    JobList,
+    JobStatusResponse,
+    RunnerDetail,
+    RunnerList,
+    Stats,
+    SubmitResponse,
+)
+from runpack_tasks.jobstore.models import JobStatus
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED}
+#: The status route allows 60 requests a minute per client by default.
+DEFAULT_POLL_INTERVAL_S = 1.2
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class RunpackAPIError(Exception):
+    """Raised for every error answer; carries the status code and the server's message."""
+
+    def __init__(self, status_code: int, message: str, retry_after_s: float | None = None):
+        super().__init__(f"{status_code}: {message}")
+        self.status_code = status_code
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class RunpackClient:
+    """Talks to one Runpack API with the keys it is given (each call needs its role's key)."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        submit_key: str | None = None,
+        admin_key: str | None = None,
+        timeout_s: float = 30,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._keys = {"submit": submit_key, "admin": admin_key}
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, transport=transport)
+
+    def __enter__(self) -> RunpackClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _call(self, role: str, method: str, path: str, model: type[Model], **kwargs: Any) -> Model:
+        key = self._keys[role]
+        if not key:
+            raise RunpackAPIError(401, f"no {role} key given to the client")
+        response = self._http.request(
+            method, path, headers={"Authorization": f"Bearer {key}"}, **kwargs
+        )
+        if response.is_error:
+            try:
+                message = str(response.json().get("error") or response.json())
+            except ValueError:
+                message = response.text or response.reason_phrase
+            retry_after = response.headers.get("Retry-After")
+            raise RunpackAPIError(
+                response.status_code, message, float(retry_after) if retry_after else None
+            )
+        return model.model_validate(response.json())
+
+    # -- submitting and following jobs --------------------------------------------------
+
+    def submit(self, job_type: str, params: dict[str, Any]) -> SubmitResponse:
+        """Submit a job: the new one, the one in flight, or the cached result."""
+        return self._call(
+            "submit",
+            "POST",
+            "/api/jobs/submit",
+            SubmitResponse,
+            json={"job_type": job_type, "input_params": params},
+        )
+
+    def check(self, job_type: str, params: dict[str, Any]) -> CheckResponse:
+        """Whether this job exists (never creates it)."""
+        return self._call(
+            "submit",
+            "POST",
+            "/api/jobs/check",
+            CheckResponse,
+            json={"job_type": job_type, "input_params": params},
+        )
+
+    def status(self, job_id: str) -> JobStatusResponse:
+        """A job's status, progress and result."""
+        return self._call("submit", "GET", f"/api/jobs/{job_id}", JobStatusResponse)
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout_s: float | None = None,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+        on_progress: Callable[[JobStatusResponse], None] | None = None,
+    ) -> JobStatusResponse:
+        """Poll until the job is completed, failed or expired; ``on_progress`` sees each poll.
+
+        Rate-limited polls wait as long as the server asks. Raises TimeoutError after
+        ``timeout_s``.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            try:
+                current = self.status(job_id)
+            except RunpackAPIError as exc:
+                if exc.status_code != 429:
+                    raise
+                time.sleep(exc.retry_after_s or poll_interval_s)
+                continue
+            if on_progress is not None:
+                on_progress(current)
+            if current.status in FINISHED:
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {current.status.value}")
+            time.sleep(poll_interval_s)
+
+    # -- admin ----------------------------------------------------------------------------
+
+    def jobs(
+        self,
+        *,
+        status: str | None = None,
+        job_type: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> JobList:
+        """Jobs, newest first."""
+        query = {k: v for k, v in (("status", status), ("job_type", job_type)) if v}
+        return self._call(
+            "admin",
+            "GET",
+            "/api/admin/jobs",
+            JobList,
+            params={**query, "limit": limit, "offset": offset},
+        )
+
+    def job(self, job_id: str) -> JobDetail:
+        """Everything stored about a job."""
+        return self._call("admin", "GET", f"/api/admin/jobs/{job_id}", JobDetail)
+
+    def runners(self) -> RunnerList:
+        """HTTP runners and Celery workers."""
+        return self._call("admin", "GET", "/api/admin/runners", RunnerList)
+
+    def runner(self, runner_id: str) -> RunnerDetail:
+        """One runner and its recent jobs."""
+        return self._call("admin", "GET", f"/api/admin/runners/{runner_id}", RunnerDetail)
+
+    def stats(self) -> Stats:
+        """Jobs per state and runners."""
+        return self._call("admin", "GET", "/api/admin/stats", Stats)

@@ -48,7 +48,9 @@ class RunnerConfig:
     job_types: list[str]
     name: str
     state_file: Path
+    #: Seconds each poll may wait for a job; 0 polls plainly every ``poll_interval_s``.
     long_poll_s: float = LONG_POLL_S
+    poll_interval_s: float = 1.0
 
 
 class Backoff:
@@ -276,11 +278,14 @@ class HttpRunner:
         """Register, then take jobs until asked to stop."""
         self.register()
         while not self.stopping:
-            for job in self.available():
+            jobs = self.available()
+            for job in jobs:
                 if self.stopping:
                     break
                 if self.run_one(job["job_id"]):
                     break  # ask again: others may have taken the rest meanwhile
+            if not jobs and self.config.long_poll_s == 0:
+                self._sleep(self.config.poll_interval_s)
 
     # -- signals ------------------------------------------------------------------------------
 

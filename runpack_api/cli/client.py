@@ -85,6 +85,15 @@ def runner(
     key: Annotated[
         str | None, typer.Option("--key", envvar="RUNPACK_RUNNER_API_KEY", help="The runner key.")
     ] = None,
+    long_poll: Annotated[
+        float,
+        typer.Option(
+            min=0, max=30, help="Seconds a poll may wait for a job; 0 polls every --poll-interval."
+        ),
+    ] = 25,
+    poll_interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between plain polls (with --long-poll 0).")
+    ] = 1.0,
 ) -> None:
     """An HTTP runner: claims jobs of its types over HTTP and runs their plugins here."""
     from runner_plugins import UnknownPlugin, get_plugin, installed_plugins
@@ -110,6 +119,8 @@ def runner(
         job_types=job_types,
         name=name or f"{socket.gethostname()}-runner",
         state_file=state_file,
+        long_poll_s=long_poll,
+        poll_interval_s=poll_interval,
     )
     http_runner = HttpRunner(config)
     http_runner.install_signal_handlers()

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from runpack_api.bodylimit import BodyLimitMiddleware, body_caps
+from runpack_api.dashboard import views as dashboard
 from runpack_api.errors import install_error_handlers
-from runpack_api.routes import admin, health, jobs, runner
+from runpack_api.routes import admin, health, jobs, metrics, runner
 from runpack_api.runtime import Runtime
 from runpack_tasks.settings import RunpackSettings, get_settings
 
@@ -42,6 +43,9 @@ def create_app(settings: RunpackSettings) -> FastAPI:
     app.include_router(runner.router, prefix="/api/runner", tags=["runner"])
     app.include_router(admin.router, prefix="/api/admin", tags=["admin"])
     app.include_router(health.router, tags=["health"])
+    app.include_router(metrics.router, tags=["health"])
+    app.include_router(dashboard.router)  # /, /jobs, /jobs/{id}, /runners, ... (HTML)
+    app.mount("/static", dashboard.static_files, name="static")
     return app
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from runner_plugins import Plugin, installed_plugins
+from runpack_api.metrics import Metrics
 from runpack_api.ratelimit import RateLimits
 from runpack_api.result_cache import ResultCache
 from runpack_tasks.celery_app import make_celery
@@ -44,6 +45,7 @@ class Runtime:
     results: ResultCache
     rate_limits: RateLimits
     publisher: Publisher
+    metrics: Metrics
     #: The plugins installed here; their parameter validation runs at submit.
     plugins: dict[str, Plugin]
     pending: PendingSignal = field(default_factory=PendingSignal)
@@ -58,6 +60,7 @@ class Runtime:
             results=ResultCache(settings.result_cache_ttl_s, settings.result_cache_bytes),
             rate_limits=RateLimits(settings),
             publisher=Publisher(make_celery(settings), engine, settings.runner_active_s),
+            metrics=Metrics(engine),
             plugins=installed_plugins(),
         )
 

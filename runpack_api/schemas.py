@@ -213,10 +213,16 @@ class RunnerSummary(BaseModel):
     is_active: bool
 
 
+class RunnerWithJob(RunnerSummary):
+    """A runner and the job it is running now, if any."""
+
+    current_job: str | None = None
+
+
 class RunnerList(BaseModel):
     """Every runner."""
 
-    runners: list[RunnerSummary]
+    runners: list[RunnerWithJob]
     total: int
 
 
@@ -246,11 +252,50 @@ class RunnerCounts(BaseModel):
     active: int
 
 
+class SubmissionCounts(BaseModel):
+    """Submissions this API process answered since it started, and how many were cache hits."""
+
+    total: int
+    cache_hits: int
+
+
 class Stats(BaseModel):
     """The whole system at a glance."""
 
     jobs: JobCounts
     runners: RunnerCounts
+    submissions: SubmissionCounts
+
+
+class JobTypeInfo(BaseModel):
+    """A job type this system knows: a plugin on the API host, or one a runner serves."""
+
+    name: str
+    version: str | None
+    description: str
+    #: JSON Schema of its parameters, when the API host has the plugin.
+    params_schema: dict[str, Any] | None
+    #: Whether an active runner or worker serves it now.
+    served: bool
+
+
+class JobTypeList(BaseModel):
+    """Every known job type."""
+
+    job_types: list[JobTypeInfo]
+
+
+class MinuteCount(BaseModel):
+    """Jobs completed in one minute."""
+
+    minute: int
+    completed: int
+
+
+class Throughput(BaseModel):
+    """Completed jobs per minute, oldest minute first."""
+
+    per_minute: list[MinuteCount]
 
 
 class DeleteResponse(Outcome):

@@ -17,9 +17,11 @@ from runpack_api.schemas import (
     JobDetail,
     JobList,
     JobType,
+    JobTypeList,
     RunnerDetail,
     RunnerList,
     Stats,
+    Throughput,
 )
 from runpack_tasks.errors import JobNotFound, RunnerNotFound
 from runpack_tasks.jobstore import lifecycle, queries
@@ -67,8 +69,14 @@ async def job_detail(job_id: str, runtime: RuntimeDep) -> Any:
 async def list_runners(runtime: RuntimeDep) -> Any:
     """Every runner and Celery worker, most recently seen first."""
     found = await run_in_threadpool(queries.list_runners, runtime.engine)
+    running = await run_in_threadpool(queries.running_jobs_by_runner, runtime.engine)
     since = _active_since(runtime)
-    return {"runners": [presenters.runner_summary(r, since) for r in found], "total": len(found)}
+    return {
+        "runners": [
+            {**presenters.runner_summary(r, since), "current_job": running.get(r.id)} for r in found
+        ],
+        "total": len(found),
+    }
 
 
 @router.get("/runners/{runner_id}", response_model=RunnerDetail, dependencies=[AdminReadKey])
@@ -98,6 +106,45 @@ async def stats(runtime: RuntimeDep) -> Any:
             "total": sum(counts.values()),
         },
         "runners": {"total": total, "active": active},
+        "submissions": dict(zip(("total", "cache_hits"), runtime.metrics.totals(), strict=True)),
+    }
+
+
+@router.get("/job-types", response_model=JobTypeList, dependencies=[AdminReadKey])
+async def job_types(runtime: RuntimeDep) -> Any:
+    """Plugins installed on this API host, and types an active runner serves."""
+    served = await run_in_threadpool(
+        queries.job_types_served, runtime.engine, runtime.settings.runner_active_s
+    )
+    known = [
+        {
+            "name": name,
+            "version": plugin.version,
+            "description": plugin.description,
+            "params_schema": plugin.Params.model_json_schema() if plugin.Params else None,
+            "served": name in served,
+        }
+        for name, plugin in sorted(runtime.plugins.items())
+    ]
+    known += [
+        {"name": name, "version": None, "description": "", "params_schema": None, "served": True}
+        for name in sorted(served - set(runtime.plugins))
+    ]
+    return {"job_types": known}
+
+
+@router.get("/throughput", response_model=Throughput, dependencies=[AdminReadKey])
+async def throughput(
+    runtime: RuntimeDep, minutes: Annotated[int, Query(ge=1, le=1440)] = 60
+) -> Any:
+    """Jobs completed per minute over the last ``minutes``, empty minutes included."""
+    first = (now_ms() // 60_000 - minutes + 1) * 60_000
+    counts = await run_in_threadpool(queries.completed_per_minute, runtime.engine, first)
+    return {
+        "per_minute": [
+            {"minute": first + n * 60_000, "completed": counts.get(first + n * 60_000, 0)}
+            for n in range(minutes)
+        ]
     }
 
 

@@ -85,12 +85,16 @@ async def submit_job(
     """
     digest = _hash_request(body, runtime)
     if (cached := runtime.results.get(("submit", digest))) is not None:
+        runtime.metrics.submitted(body.job_type, cache_hit=True)
         return raw_json_response(cached)
     _validate_params(body, runtime)
     outcome = await run_in_threadpool(
         lifecycle.submit, runtime.engine, body.job_type, body.input_params, digest
     )
     answer = presenters.submitted(outcome.job, created=outcome.created, requeued=outcome.requeued)
+    runtime.metrics.submitted(
+        body.job_type, cache_hit=outcome.job.status == JobStatus.COMPLETED.value
+    )
     if outcome.needs_publish:
         runtime.pending.notify()
         # after the response, so a slow or absent broker never delays the client

@@ -46,6 +46,7 @@ class Job(SQLModel, table=True):
         sa.Index("ix_jobs_created", "created_at"),
         sa.Index("ix_jobs_claimed_by_updated", "claimed_by", "updated_at"),
         sa.Index("ix_jobs_status_type_published", "status", "job_type", "published_at"),
+        sa.Index("ix_jobs_status_finished", "status", "finished_at"),
     )
 
     id: str = Field(primary_key=True, max_length=36)

@@ -146,3 +146,78 @@ def ping(engine: Engine) -> None:
     """Raise unless the database answers."""
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
+
+
+def counts_by_type(engine: Engine) -> list[tuple[str, str, int]]:
+    """(job_type, status, count) for every pair present."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(JOBS.c.job_type, JOBS.c.status, sa.func.count()).group_by(
+                JOBS.c.job_type, JOBS.c.status
+            )
+        ).all()
+    return [(job_type, status, int(count)) for job_type, status, count in rows]
+
+
+def completed_per_minute(engine: Engine, since_ms: int) -> dict[int, int]:
+    """Jobs completed per minute (keyed by the minute's start, epoch ms) since ``since_ms``."""
+    minute = (JOBS.c.finished_at / 60_000).cast(sa.BigInteger) * 60_000
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(minute.label("minute"), sa.func.count())
+            .where(JOBS.c.status == JobStatus.COMPLETED.value, JOBS.c.finished_at >= since_ms)
+            .group_by("minute")
+        ).all()
+    return {int(start): int(count) for start, count in rows}
+
+
+def duration_buckets(
+    engine: Engine, bounds_s: list[float]
+) -> list[tuple[str, list[int], float, int]]:
+    """Per type, over completed jobs: cumulative counts of runs (claim to finish) at most each
+    bound, the sum of the run times in seconds, and the count."""
+    run_ms = JOBS.c.finished_at - JOBS.c.claimed_at
+    columns = [sa.func.sum(sa.case((run_ms <= int(b * 1000), 1), else_=0)) for b in bounds_s]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(JOBS.c.job_type, sa.func.sum(run_ms), sa.func.count(), *columns)
+            .where(JOBS.c.status == JobStatus.COMPLETED.value, JOBS.c.claimed_at.is_not(None))
+            .group_by(JOBS.c.job_type)
+        ).all()
+    return [
+        (row[0], [int(v or 0) for v in row[3:]], float(row[1] or 0) / 1000, int(row[2]))
+        for row in rows
+    ]
+
+
+def heartbeat_lag(engine: Engine) -> dict[str, float]:
+    """Per type, seconds since the stalest heartbeat of a running job."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(JOBS.c.job_type, sa.func.min(JOBS.c.last_heartbeat))
+            .where(JOBS.c.status.in_([JobStatus.CLAIMED.value, JobStatus.IN_PROGRESS.value]))
+            .group_by(JOBS.c.job_type)
+        ).all()
+    now = now_ms()
+    return {job_type: (now - int(oldest)) / 1000 for job_type, oldest in rows if oldest}
+
+
+def running_jobs_by_runner(engine: Engine) -> dict[str, str]:
+    """The job each runner is running now (one per runner, the most recently claimed)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(JOBS.c.claimed_by, JOBS.c.id)
+            .where(JOBS.c.status.in_([JobStatus.CLAIMED.value, JobStatus.IN_PROGRESS.value]))
+            .order_by(JOBS.c.claimed_at)
+        ).all()
+    return {claimed_by: job_id for claimed_by, job_id in rows}
+
+
+def job_types_served(engine: Engine, active_s: float) -> set[str]:
+    """Job types some active runner (HTTP or Celery) serves."""
+    cutoff = now_ms() - int(active_s * 1000)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(RUNNERS.c.capabilities).where(RUNNERS.c.last_seen >= cutoff)
+        ).all()
+    return {job_type for (capabilities,) in rows for job_type in capabilities}

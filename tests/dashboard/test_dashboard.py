@@ -1,0 +1,204 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a real
+API, worker and beat; screenshots of each page go to docs/screenshots/."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.cluster import Cluster, install_example_plugin, running_cluster
+from tests.support import EMBEDDED, IN_CI
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+SCRIPT = "<script>alert(1)</script>"
+IMAGE = "<img src=x onerror=alert(2)>"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    plugins = install_example_plugin(tmp / "plugins")
+    with (
+        EMBEDDED.fresh_database(tmp) as url,
+        running_cluster(EMBEDDED, url, tmp, plugins) as running,
+    ):
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail("chromium is not installed; .ci/run installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, cluster: Cluster) -> Iterator[Any]:
+    """A page with the keys entered in Settings, failing the test on any dialog."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = context.new_page()
+    tab.dialogs = []
+    tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
+    tab.goto(f"{cluster.server.url}/settings")
+    tab.fill("#key-submit", cluster.server.keys.submit)
+    tab.fill("#key-runner", cluster.server.keys.runner)
+    tab.fill("#key-admin", cluster.server.keys.admin)
+    tab.click("#save-keys")
+    tab.wait_for_function(
+        "document.getElementById('keys-status').textContent.includes('admin: ok; submit: ok')"
+    )
+    yield tab
+    assert tab.dialogs == []
+    context.close()
+
+
+def shoot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def test_keys_never_reach_a_page_or_url(page: Any, cluster: Cluster) -> None:
+    for path in ("/", "/jobs", "/runners", "/playground", "/settings"):
+        source = httpx.get(f"{cluster.server.url}{path}").text
+        assert cluster.server.keys.admin not in source
+        assert cluster.server.keys.submit not in source
+    page.goto(f"{cluster.server.url}/settings")
+    assert cluster.server.keys.admin not in page.url
+    assert page.evaluate("localStorage.getItem('runpack.key.admin')") == cluster.server.keys.admin
+    shoot(page, "settings")
+
+
+def test_a_person_submits_follows_and_finds_a_job(page: Any, cluster: Cluster) -> None:
+    url = cluster.server.url
+    name = f"Dashboard {uuid.uuid4().hex[:6]}"
+    # Given the playground, a hello_world job is submitted
+    page.goto(f"{url}/playground")
+    page.wait_for_selector("#pg-type option[value=hello_world]", state="attached")
+    page.select_option("#pg-type", "hello_world")
+    page.fill("#pg-params", "{not json")
+    assert "Not valid" in page.text_content("#pg-params-error")
+    assert page.is_disabled("#pg-submit")
+    page.fill("#pg-params", f'{{"name": "{name}", "processing_time": 3}}')
+    page.evaluate("window.sameDocument = true")
+    page.click("#pg-submit")
+
+    # Then its progress and status update live, to 100% and completed, without a reload
+    page.wait_for_function(
+        "/^[1-9]\\d?% /.test(document.getElementById('pg-progress-text').textContent)",
+        timeout=30_000,
+    )
+    shoot(page, "playground")
+    page.wait_for_function(
+        "document.getElementById('pg-status').textContent === 'completed'", timeout=30_000
+    )
+    assert page.text_content("#pg-progress-text") == "100% (10/10)"
+    assert page.evaluate("window.sameDocument") is True
+    assert f"Hello, {name}!" in page.text_content("#pg-output")
+
+    # And its page shows the output
+    page.click("#pg-job-link")
+    page.wait_for_function("document.getElementById('job-output').textContent.includes('greeting')")
+    assert f"Hello, {name}!" in page.text_content("#job-output")
+    assert "completed" in page.text_content("#job-status")
+    shoot(page, "job")
+
+    # And the jobs list, filtered, lists it
+    page.goto(f"{url}/jobs")
+    page.select_option("#filters select[name=status]", "failed")
+    page.click("#filters button")
+    page.wait_for_function("document.getElementById('page-info').textContent === 'no jobs'")
+    page.select_option("#filters select[name=status]", "completed")
+    page.fill("#filters input[name=job_type]", "hello_world")
+    page.click("#filters button")
+    page.wait_for_selector("#jobs-table tbody tr")
+    assert "status=completed" in page.url
+    rows = page.locator("#jobs-table tbody tr")
+    assert all("completed" in rows.nth(i).text_content() for i in range(rows.count()))
+    shoot(page, "jobs")
+
+    # And the overview counts it, and the runner that ran it has a page
+    page.goto(f"{url}/")
+    page.wait_for_selector("#job-counts .card")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#throughput rect')]"
+        ".some((bar) => Number(bar.getAttribute('height')) > 0)"
+    )
+    shoot(page, "overview")
+    page.goto(f"{url}/runners")
+    page.wait_for_selector("#runners-table tbody tr")
+    assert "Celery worker" in page.text_content("#runners-table")
+    shoot(page, "runners")
+    page.click("#runners-table tbody tr a")
+    page.wait_for_selector("#runner-jobs tbody tr")
+    assert "Celery worker" in page.text_content("#runner-kind")
+    shoot(page, "runner")
+
+
+def test_html_in_jobs_is_shown_as_text_everywhere(page: Any, cluster: Cluster) -> None:
+    # Given jobs whose parameters, console output and error hold HTML, run by a runner
+    # whose name holds HTML too
+    url = cluster.server.url
+    payload = {"script": SCRIPT, "img": IMAGE, "n": uuid.uuid4().hex}
+    with cluster.server.client("runner") as runner:
+        runner_id = runner.post(
+            "/api/runner/register", json={"name": f"evil {IMAGE}", "capabilities": ["probe"]}
+        ).json()["runner_id"]
+    running = cluster.submit("probe", payload).json()["job_id"]
+    failing = cluster.submit("probe", {**payload, "fail": True}).json()["job_id"]
+    with cluster.server.client("runner", runner_id) as runner:
+        for job_id in (running, failing):
+            assert runner.post(f"/api/runner/jobs/{job_id}/claim").status_code == 200
+        runner.post(
+            f"/api/runner/jobs/{running}/heartbeat",
+            json={
+                "progress_current": 1,
+                "progress_total": 3,
+                "console_output": f"{SCRIPT}\n{IMAGE}",
+            },
+        )
+        runner.post(
+            f"/api/runner/jobs/{failing}/error",
+            json={"error_message": f"{IMAGE} {SCRIPT}", "console_output": SCRIPT},
+        )
+
+    # When every page shows them, then nothing runs and the text is visible as written
+    page.goto(f"{url}/jobs/{running}")
+    page.wait_for_function("document.getElementById('job-console').textContent.length > 0")
+    assert SCRIPT in page.text_content("#job-params") and IMAGE in page.text_content("#job-params")
+    assert page.text_content("#job-console") == f"{SCRIPT}\n{IMAGE}"
+    page.goto(f"{url}/jobs/{failing}")
+    page.wait_for_function("document.getElementById('job-error').textContent.length > 0")
+    assert page.text_content("#job-error") == f"{IMAGE} {SCRIPT}"
+    assert page.is_visible("#job-error")
+    page.goto(f"{url}/runners")
+    page.wait_for_selector("#runners-table tbody tr")
+    assert f"evil {IMAGE}" in page.text_content("#runners-table")
+    page.goto(f"{url}/runners/{runner_id}")
+    page.wait_for_function("document.getElementById('runner-name').textContent.length > 0")
+    assert page.text_content("#runner-name") == f"evil {IMAGE}"
+    page.goto(f"{url}/jobs?job_type=probe")
+    page.wait_for_selector("#jobs-table tbody tr")
+    page.goto(f"{url}/")
+    page.wait_for_selector("#job-counts .card")
+    assert page.locator("img").count() == 0
+    assert page.dialogs == []

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from runpack_tasks.jobstore.db import create_db_engine
+from tests.cluster import install_example_plugin
 from tests.support import EMBEDDED, IN_CI, Backend, ServerProcess, postgres_backend, running_server
 
 
@@ -24,6 +25,12 @@ def backend(request: pytest.FixtureRequest) -> Backend:
             pytest.fail(f"{message}; CI must test PostgreSQL + Redis")
         pytest.skip(message)
     return found
+
+
+@pytest.fixture(scope="session")
+def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example plugin package (job type ``tally``), pip-installed once for PYTHONPATH."""
+    return install_example_plugin(tmp_path_factory.mktemp("plugins"))
 
 
 @pytest.fixture

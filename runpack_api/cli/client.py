@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from runpack_api.cli.common import console
+from runpack_api.cli.common import console, fail, installed_job_types
 
 out = Console(soft_wrap=True)
 
@@ -36,14 +37,8 @@ AdminKeyOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
-#: Exit codes: 0 completed, 1 the job failed or expired, 2 a usage or API error.
+#: Exit code when the job failed or expired (0: completed; 2: a usage or API error).
 EXIT_JOB_FAILED = 1
-EXIT_ERROR = 2
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(EXIT_ERROR)
 
 
 def _print_json(value: BaseModel | dict[str, Any]) -> None:
@@ -96,19 +91,11 @@ def runner(
     ] = 1.0,
 ) -> None:
     """An HTTP runner: claims jobs of its types over HTTP and runs their plugins here."""
-    from runner_plugins import UnknownPlugin, get_plugin, installed_plugins
     from runpack_api.runner_client import HttpRunner, ReleaseRequested, RunnerConfig
 
     if not key:
-        raise _fail("RUNPACK_RUNNER_API_KEY not set (or pass --key)")
-    job_types = (
-        [t.strip() for t in types.split(",") if t.strip()] if types else sorted(installed_plugins())
-    )
-    try:
-        for job_type in job_types:
-            get_plugin(job_type)
-    except UnknownPlugin as exc:
-        raise _fail(str(exc)) from None
+        raise fail("RUNPACK_RUNNER_API_KEY not set (or pass --key)")
+    job_types = installed_job_types(types)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(
         logging.WARNING
@@ -185,7 +172,7 @@ def submit(
     try:
         input_params = parse_params(params or [], params_file)
     except (ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     with RunpackClient(url, submit_key=key) as client:
         try:
             answer = client.submit(job_type, input_params)
@@ -198,7 +185,7 @@ def submit(
             finally:
                 close()
         except RunpackAPIError as exc:
-            raise _fail(exc.message) from None
+            raise fail(exc.message) from None
     _print_json(final)
     if final.status.value != "completed":
         raise typer.Exit(EXIT_JOB_FAILED)
@@ -216,16 +203,34 @@ def status(
         try:
             found = client.status(job_id)
         except RunpackAPIError as exc:
-            raise _fail(exc.message) from None
+            raise fail(exc.message) from None
     _print_json(found)
     if found.status.value in ("failed", "expired"):
         raise typer.Exit(EXIT_JOB_FAILED)
 
 
-def _admin(url: str, key: str | None) -> Any:
-    from runpack_api.client import RunpackClient
+def _admin_view(url: str, key: str | None, fetch: Callable[[Any], Any], json_mode: bool) -> Any:
+    """Run an admin call; print it as JSON with --json (returning None), else return it."""
+    from runpack_api.client import RunpackAPIError, RunpackClient
 
-    return RunpackClient(url, admin_key=key)
+    with RunpackClient(url, admin_key=key) as client:
+        try:
+            found = fetch(client)
+        except RunpackAPIError as exc:
+            raise fail(exc.message) from None
+    if json_mode:
+        _print_json(found)
+        return None
+    return found
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
 
 
 def jobs(
@@ -237,86 +242,71 @@ def jobs(
     json_mode: JsonOption = False,
 ) -> None:
     """Jobs, newest first."""
-    from runpack_api.client import RunpackAPIError
-
-    with _admin(url, key) as client:
-        try:
-            page = client.jobs(status=status_filter, job_type=job_type, limit=limit)
-        except RunpackAPIError as exc:
-            raise _fail(exc.message) from None
-    if json_mode:
-        _print_json(page)
-        return
-    table = Table(
-        "job id",
-        "type",
-        "status",
-        "progress",
-        "attempts",
-        "claimed by",
-        title=f"{len(page.jobs)} of {page.total} jobs",
+    page = _admin_view(
+        url,
+        key,
+        lambda client: client.jobs(status=status_filter, job_type=job_type, limit=limit),
+        json_mode,
     )
-    for job in page.jobs:
-        progress = f"{job.progress.current}/{job.progress.total}" if job.progress else ""
-        table.add_row(
-            job.job_id,
-            job.job_type,
-            job.status.value,
-            progress,
-            str(job.attempts),
-            job.claimed_by or "",
-        )
-    out.print(table)
+    if page is None:
+        return
+    _print_table(
+        f"{len(page.jobs)} of {page.total} jobs",
+        ["job id", "type", "status", "progress", "attempts", "claimed by"],
+        [
+            [
+                job.job_id,
+                job.job_type,
+                job.status.value,
+                f"{job.progress.current}/{job.progress.total}" if job.progress else "",
+                str(job.attempts),
+                job.claimed_by or "",
+            ]
+            for job in page.jobs
+        ],
+    )
 
 
 def runners(
     url: UrlOption = DEFAULT_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
 ) -> None:
     """HTTP runners and Celery workers."""
-    from runpack_api.client import RunpackAPIError
-
-    with _admin(url, key) as client:
-        try:
-            found = client.runners()
-        except RunpackAPIError as exc:
-            raise _fail(exc.message) from None
-    if json_mode:
-        _print_json(found)
+    found = _admin_view(url, key, lambda client: client.runners(), json_mode)
+    if found is None:
         return
-    table = Table(title="runners")
-    for column in ("runner id", "name", "kind", "job types", "active"):
-        table.add_column(column, overflow="fold")
-    for item in found.runners:
-        table.add_row(
-            item.runner_id,
-            item.name,
-            item.kind.value,
-            ", ".join(item.capabilities),
-            "yes" if item.is_active else "no",
-        )
-    out.print(table)
+    _print_table(
+        "runners",
+        ["runner id", "name", "kind", "job types", "active", "running"],
+        [
+            [
+                r.runner_id,
+                r.name,
+                r.kind.value,
+                ", ".join(r.capabilities),
+                "yes" if r.is_active else "no",
+                r.current_job or "",
+            ]
+            for r in found.runners
+        ],
+    )
 
 
 def stats(
     url: UrlOption = DEFAULT_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
 ) -> None:
     """Jobs per state, and runners."""
-    from runpack_api.client import RunpackAPIError
-
-    with _admin(url, key) as client:
-        try:
-            found = client.stats()
-        except RunpackAPIError as exc:
-            raise _fail(exc.message) from None
-    if json_mode:
-        _print_json(found)
+    found = _admin_view(url, key, lambda client: client.stats(), json_mode)
+    if found is None:
         return
-    table = Table("", "count", title="Runpack")
-    for name, count in found.jobs.model_dump().items():
-        table.add_row(f"jobs {name}", str(count))
-    table.add_row("runners active", str(found.runners.active))
-    table.add_row("runners total", str(found.runners.total))
-    out.print(table)
+    _print_table(
+        "Runpack",
+        ["", "count"],
+        [[f"jobs {name}", str(count)] for name, count in found.jobs.model_dump().items()]
+        + [
+            ["runners active", str(found.runners.active)],
+            ["runners total", str(found.runners.total)],
+        ],
+    )
 
 
 def register(app: typer.Typer) -> None:

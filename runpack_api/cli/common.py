@@ -22,6 +22,26 @@ def load_settings(*, require_keys: bool = True) -> RunpackSettings:
         if require_keys:
             settings.require_keys()
     except SettingsError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     return settings
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one error line; the Exit (code 2) to raise."""
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def installed_job_types(types: str | None) -> list[str]:
+    """The comma-separated ``types`` (default: every installed plugin), each installed here."""
+    from runner_plugins import UnknownPlugin, get_plugin, installed_plugins
+
+    chosen = (
+        [t.strip() for t in types.split(",") if t.strip()] if types else sorted(installed_plugins())
+    )
+    try:
+        for job_type in chosen:
+            get_plugin(job_type)
+    except UnknownPlugin as exc:
+        raise fail(str(exc)) from None
+    return chosen

@@ -15,7 +15,13 @@ from typing import Annotated
 
 import typer
 
-from runpack_api.cli.common import HostOption, PortOption, console, load_settings
+from runpack_api.cli.common import (
+    HostOption,
+    PortOption,
+    console,
+    installed_job_types,
+    load_settings,
+)
 
 KEYS_FILE = Path("runpack.keys")
 KEY_NAMES = ("RUNPACK_SUBMIT_API_KEY", "RUNPACK_RUNNER_API_KEY", "RUNPACK_ADMIN_API_KEY")
@@ -122,20 +128,11 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Node name (default: unique).")] = None,
 ) -> None:
     """A Celery worker consuming exactly the given job types' queues."""
-    from runner_plugins import UnknownPlugin, get_plugin, installed_plugins
     from runpack_tasks.celery_app import make_celery
     from runpack_tasks.routing import queue_for
 
     settings = load_settings()
-    job_types = (
-        [t.strip() for t in types.split(",") if t.strip()] if types else sorted(installed_plugins())
-    )
-    try:
-        for job_type in job_types:
-            get_plugin(job_type)
-    except UnknownPlugin as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+    job_types = installed_job_types(types)
     app = make_celery(settings)
     node = name or f"runpack-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     app.conf.runpack_job_types = job_types

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response
@@ -114,6 +116,25 @@ async def claim_job(job_id: str, runner: RunnerDep, engine: EngineDep) -> Any:
     }
 
 
+async def _report(
+    transition: Callable[..., Any],
+    job_id: str,
+    runner: Any,
+    runtime: Any,
+    refused: str,
+    done: str,
+    **fields: Any,
+) -> Any:
+    """Apply a claimer-only transition with the report's fields; 409 if the job is not ours."""
+    check_text("console_output", fields.get("console_output"), runtime.settings.max_console_bytes)
+    job = await run_in_threadpool(
+        functools.partial(transition, runtime.engine, job_id, runner.id, **fields)
+    )
+    if job is None:
+        return _not_yours(refused)
+    return {"success": True, "message": done}
+
+
 @router.post(
     "/jobs/{job_id}/heartbeat",
     response_model=Outcome,
@@ -124,20 +145,15 @@ async def heartbeat_job(
     job_id: str, body: HeartbeatRequest, runner: RunnerDep, runtime: RuntimeDep
 ) -> Any:
     """Report progress and the console log so far; keeps the claim alive."""
-    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
-    job = await run_in_threadpool(
-        lambda: lifecycle.heartbeat(
-            runtime.engine,
-            job_id,
-            runner.id,
-            progress_current=body.progress_current,
-            progress_total=body.progress_total,
-            console_output=body.console_output,
-        )
+    return await _report(
+        lifecycle.heartbeat,
+        job_id,
+        runner,
+        runtime,
+        "heartbeat",
+        "Heartbeat recorded",
+        **body.model_dump(),
     )
-    if job is None:
-        return _not_yours("heartbeat")
-    return {"success": True, "message": "Heartbeat recorded"}
 
 
 @router.post("/jobs/{job_id}/complete", response_model=Outcome, responses=REPORT_RESPONSES)
@@ -146,38 +162,30 @@ async def complete_job(
 ) -> Any:
     """Report a job's result; it becomes the cached answer for its hash."""
     check_json("output_data", body.output_data, runtime.settings.max_output_bytes)
-    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
-    job = await run_in_threadpool(
-        lambda: lifecycle.complete(
-            runtime.engine,
-            job_id,
-            runner.id,
-            output_data=body.output_data,
-            console_output=body.console_output,
-        )
+    return await _report(
+        lifecycle.complete,
+        job_id,
+        runner,
+        runtime,
+        "complete",
+        "Job completed",
+        **body.model_dump(),
     )
-    if job is None:
-        return _not_yours("complete")
-    return {"success": True, "message": "Job completed"}
 
 
 @router.post("/jobs/{job_id}/error", response_model=Outcome, responses=REPORT_RESPONSES)
 async def fail_job(job_id: str, body: ErrorRequest, runner: RunnerDep, runtime: RuntimeDep) -> Any:
     """Report that a job failed, and why."""
     check_text("error_message", body.error_message, runtime.settings.max_error_bytes)
-    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
-    job = await run_in_threadpool(
-        lambda: lifecycle.fail(
-            runtime.engine,
-            job_id,
-            runner.id,
-            error_message=body.error_message,
-            console_output=body.console_output,
-        )
+    return await _report(
+        lifecycle.fail,
+        job_id,
+        runner,
+        runtime,
+        "report an error for",
+        "Job marked failed",
+        **body.model_dump(),
     )
-    if job is None:
-        return _not_yours("report an error for")
-    return {"success": True, "message": "Job marked failed"}
 
 
 @router.post("/jobs/{job_id}/release", response_model=Outcome, responses=REPORT_RESPONSES)

@@ -16,15 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, install_example_plugin, running_cluster
+from tests.cluster import Cluster, running_cluster
 from tests.support import Backend, database_answers, free_port, wait_for
 
 OUTAGE_S = 10
-
-
-@pytest.fixture(scope="session")
-def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_example_plugin(tmp_path_factory.mktemp("plugins"))
 
 
 @pytest.fixture

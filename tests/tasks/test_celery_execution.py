@@ -14,14 +14,8 @@ import httpx
 import pytest
 import redis
 
-from tests.cluster import Cluster, install_example_plugin, running_cluster
+from tests.cluster import Cluster, running_cluster
 from tests.support import Backend, wait_for
-
-
-@pytest.fixture(scope="session")
-def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example plugin package (job type ``tally``), installed once."""
-    return install_example_plugin(tmp_path_factory.mktemp("plugins"))
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster import Cluster, install_example_plugin, running_cluster
+from tests.cluster import Cluster, running_cluster
 from tests.support import Backend, free_port, wait_for
 
 HEARTBEAT_TIMEOUT_S = 4
 REAP_INTERVAL_S = 1
-
-
-@pytest.fixture(scope="session")
-def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_example_plugin(tmp_path_factory.mktemp("plugins"))
 
 
 @pytest.fixture(scope="module")

@@ -28,15 +28,21 @@ def _exact_json(body: bytes) -> Any:
         ) from None
 
 
+def parse_json(body: bytes) -> Any:
+    """A body's JSON: orjson's reading, or the exact one when it holds a very long number.
+
+    Raises ``json.JSONDecodeError`` (orjson's errors are a subclass) for malformed JSON.
+    """
+    value = orjson.loads(body)
+    return _exact_json(body) if _LONG_DIGITS.search(body) else value
+
+
 class OrjsonRequest(Request):
-    """A request whose ``json()`` is orjson's (its errors are ``json.JSONDecodeError``s)."""
+    """A request whose ``json()`` is ``parse_json``."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            body = await self.body()
-            self._json = orjson.loads(body)
-            if _LONG_DIGITS.search(body):
-                self._json = _exact_json(body)
+            self._json = parse_json(await self.body())
         return self._json
 
 

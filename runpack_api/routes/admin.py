@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from runpack_api import presenters
-from runpack_api.deps import AdminKey, AdminRate, AdminReadKey, RuntimeDep
+from runpack_api.deps import AdminKey, AdminRate, AdminReadKey
 from runpack_api.jsonbody import OrjsonRoute
 from runpack_api.schemas import (
     BatchDeleteRequest,
@@ -29,7 +29,6 @@ from runpack_tasks.jobstore.models import JobStatus, now_ms
 
 router = APIRouter(
     route_class=OrjsonRoute,
-    dependencies=[AdminRate],
     responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
 )
 MAX_PAGE = 500
@@ -41,7 +40,7 @@ def _active_since(runtime: Any) -> int:
 
 @router.get("/jobs", response_model=JobList, dependencies=[AdminReadKey])
 async def list_jobs(
-    runtime: RuntimeDep,
+    runtime: AdminRate,
     status: JobStatus | None = None,
     job_type: JobType | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -57,7 +56,7 @@ async def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail, dependencies=[AdminReadKey])
-async def job_detail(job_id: str, runtime: RuntimeDep) -> Any:
+async def job_detail(job_id: str, runtime: AdminRate) -> Any:
     """Everything stored about one job."""
     job = await run_in_threadpool(queries.job_by_id, runtime.engine, job_id)
     if job is None:
@@ -66,7 +65,7 @@ async def job_detail(job_id: str, runtime: RuntimeDep) -> Any:
 
 
 @router.get("/runners", response_model=RunnerList, dependencies=[AdminReadKey])
-async def list_runners(runtime: RuntimeDep) -> Any:
+async def list_runners(runtime: AdminRate) -> Any:
     """Every runner and Celery worker, most recently seen first."""
     found = await run_in_threadpool(queries.list_runners, runtime.engine)
     running = await run_in_threadpool(queries.running_jobs_by_runner, runtime.engine)
@@ -80,7 +79,7 @@ async def list_runners(runtime: RuntimeDep) -> Any:
 
 
 @router.get("/runners/{runner_id}", response_model=RunnerDetail, dependencies=[AdminReadKey])
-async def runner_detail(runner_id: str, runtime: RuntimeDep) -> Any:
+async def runner_detail(runner_id: str, runtime: AdminRate) -> Any:
     """One runner and the jobs it claimed most recently."""
     runner = await run_in_threadpool(queries.runner_by_id, runtime.engine, runner_id)
     if runner is None:
@@ -94,7 +93,7 @@ async def runner_detail(runner_id: str, runtime: RuntimeDep) -> Any:
 
 
 @router.get("/stats", response_model=Stats, dependencies=[AdminReadKey])
-async def stats(runtime: RuntimeDep) -> Any:
+async def stats(runtime: AdminRate) -> Any:
     """Jobs per state, and runners known and active."""
     counts = await run_in_threadpool(queries.job_counts, runtime.engine)
     total, active = await run_in_threadpool(
@@ -111,7 +110,7 @@ async def stats(runtime: RuntimeDep) -> Any:
 
 
 @router.get("/job-types", response_model=JobTypeList, dependencies=[AdminReadKey])
-async def job_types(runtime: RuntimeDep) -> Any:
+async def job_types(runtime: AdminRate) -> Any:
     """Plugins installed on this API host, and types an active runner serves."""
     served = await run_in_threadpool(
         queries.job_types_served, runtime.engine, runtime.settings.runner_active_s
@@ -134,9 +133,7 @@ async def job_types(runtime: RuntimeDep) -> Any:
 
 
 @router.get("/throughput", response_model=Throughput, dependencies=[AdminReadKey])
-async def throughput(
-    runtime: RuntimeDep, minutes: Annotated[int, Query(ge=1, le=1440)] = 60
-) -> Any:
+async def throughput(runtime: AdminRate, minutes: Annotated[int, Query(ge=1, le=1440)] = 60) -> Any:
     """Jobs completed per minute over the last ``minutes``, empty minutes included."""
     first = (now_ms() // 60_000 - minutes + 1) * 60_000
     counts = await run_in_threadpool(queries.completed_per_minute, runtime.engine, first)
@@ -155,7 +152,7 @@ async def _delete(runtime: Any, job_ids: list[str]) -> int:
 
 
 @router.delete("/jobs/{job_id}", response_model=DeleteResponse, dependencies=[AdminKey])
-async def delete_job(job_id: str, runtime: RuntimeDep) -> Any:
+async def delete_job(job_id: str, runtime: AdminRate) -> Any:
     """Delete one job, whatever its state."""
     if not await _delete(runtime, [job_id]):
         raise JobNotFound(f"no job with id {job_id}")
@@ -163,7 +160,7 @@ async def delete_job(job_id: str, runtime: RuntimeDep) -> Any:
 
 
 @router.post("/jobs/batch-delete", response_model=DeleteResponse, dependencies=[AdminKey])
-async def batch_delete(body: BatchDeleteRequest, runtime: RuntimeDep) -> Any:
+async def batch_delete(body: BatchDeleteRequest, runtime: AdminRate) -> Any:
     """Delete several jobs by id; unknown ids are skipped."""
     deleted = await _delete(runtime, body.job_ids)
     return {"success": True, "message": f"{deleted} jobs deleted", "deleted": deleted}

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runner_plugins import InvalidParams
 from runpack_api import presenters
-from runpack_api.deps import RuntimeDep, StatusRate, SubmitKey, SubmitRate
+from runpack_api.deps import StatusRate, SubmitKey, SubmitRate
 from runpack_api.jsonbody import OrjsonRoute, json_response, raw_json_response
 from runpack_api.runtime import Runtime
 from runpack_api.schemas import (
@@ -73,10 +73,9 @@ def _encode_completed(
         400: {"model": ErrorBody},
         413: {"model": ErrorBody},
     },
-    dependencies=[SubmitRate],
 )
 async def submit_job(
-    body: JobRequest, runtime: RuntimeDep, background: BackgroundTasks
+    body: JobRequest, runtime: SubmitRate, background: BackgroundTasks
 ) -> Response:
     """Create a job, or return the existing one (with its result when completed).
 
@@ -109,9 +108,8 @@ async def submit_job(
     "/check",
     response_model=CheckResponse,
     responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}},
-    dependencies=[SubmitRate],
 )
-async def check_job(body: JobRequest, runtime: RuntimeDep) -> Response:
+async def check_job(body: JobRequest, runtime: SubmitRate) -> Response:
     """Whether this job exists, with its result or error; never creates or requeues."""
     digest = _hash_request(body, runtime)
     if (cached := runtime.results.get(("check", digest))) is not None:
@@ -127,9 +125,8 @@ async def check_job(body: JobRequest, runtime: RuntimeDep) -> Response:
     "/{job_id}",
     response_model=JobStatusResponse,
     responses={404: {"model": ErrorBody}},
-    dependencies=[StatusRate],
 )
-async def job_status(job_id: str, runtime: RuntimeDep) -> Response:
+async def job_status(job_id: str, runtime: StatusRate) -> Response:
     """A job's status, progress, and result or error."""
     if (cached := runtime.results.get(("status", job_id))) is not None:
         return raw_json_response(cached)

@@ -64,10 +64,10 @@ async def verify_runner(runner: RunnerDep) -> Any:
     return {"exists": True, "runner_name": runner.name, "message": "Runner is registered"}
 
 
-@router.get("/jobs/available", response_model=AvailableResponse, dependencies=[RunnerRate])
+@router.get("/jobs/available", response_model=AvailableResponse)
 async def available_jobs(
+    runtime: RunnerRate,  # counted before the runner is looked up
     runner: RunnerDep,
-    runtime: RuntimeDep,
     types_brackets: Annotated[list[JobType] | None, Query(alias="types[]")] = None,
     types: Annotated[list[JobType] | None, Query()] = None,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="Long poll, seconds")] = 0,
@@ -139,10 +139,9 @@ async def _report(
     "/jobs/{job_id}/heartbeat",
     response_model=Outcome,
     responses=REPORT_RESPONSES,
-    dependencies=[RunnerRate],
 )
 async def heartbeat_job(
-    job_id: str, body: HeartbeatRequest, runner: RunnerDep, runtime: RuntimeDep
+    job_id: str, body: HeartbeatRequest, runtime: RunnerRate, runner: RunnerDep
 ) -> Any:
     """Report progress and the console log so far; keeps the claim alive."""
     return await _report(

@@ -235,3 +235,26 @@ def test_a_known_plugin_validates_parameters_at_submit(server: ServerProcess) ->
     assert submit(server, "primes", {"limit": "many"}).status_code == 400
     # a type no plugin here knows is accepted as it is (an HTTP runner may serve it)
     assert submit(server, "someone_elses_type", unique_params(limit="many")).status_code == 201
+
+
+def test_cached_answers_still_need_the_submit_key(server: ServerProcess) -> None:
+    # Given a completed job, whose answers are now served from the cache
+    params = unique_params()
+    job_id = submit(server, "cached", params).json()["job_id"]
+    runner_id = register(server, ["cached"])
+    with server.client("runner", runner_id) as runner:
+        runner.post(f"/api/runner/jobs/{job_id}/claim")
+        runner.post(f"/api/runner/jobs/{job_id}/complete", json={"output_data": {"v": 1}})
+    body = {"job_type": "cached", "input_params": params}
+    assert submit(server, "cached", params).json()["status"] == "completed"
+    # When it is asked for with another role's key, a wrong key or none
+    for headers in (server.headers("runner"), {"Authorization": "Bearer wrong"}, {}):
+        for method, path, json_body in (
+            ("POST", "/api/jobs/submit", body),
+            ("POST", "/api/jobs/check", body),
+            ("GET", f"/api/jobs/{job_id}", None),
+        ):
+            answer = httpx.request(method, f"{server.url}{path}", json=json_body, headers=headers)
+            # Then it is refused like any other request
+            assert answer.status_code == 401, (headers, path)
+            assert "result" not in answer.json()

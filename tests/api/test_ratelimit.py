@@ -83,6 +83,31 @@ def test_submit_and_status_budgets_are_separate(limited: ServerProcess) -> None:
         assert client.get("/api/jobs/unknown").status_code == 404  # status budget untouched
 
 
+def test_cached_answers_count_against_the_limit(limited: ServerProcess) -> None:
+    # Given a completed job
+    params = unique_params()
+    with client_from(limited, random_loopback()) as client:
+        job_id = client.post("/api/jobs/submit", json={"job_type": "rl", "input_params": params})
+        job_id = job_id.json()["job_id"]
+    with limited.client("runner") as runner:
+        runner_id = runner.post(
+            "/api/runner/register", json={"name": "rl", "capabilities": ["rl"]}
+        ).json()["runner_id"]
+    with limited.client("runner", runner_id) as runner:
+        runner.post(f"/api/runner/jobs/{job_id}/claim")
+        runner.post(f"/api/runner/jobs/{job_id}/complete", json={"output_data": {}})
+    # When one client asks for it again and again, from the cache
+    with client_from(limited, random_loopback()) as client:
+        codes = [
+            client.post(
+                "/api/jobs/submit", json={"job_type": "rl", "input_params": params}
+            ).status_code
+            for _ in range(4)
+        ]
+    # Then the fourth request within the minute is refused all the same
+    assert codes == [200, 200, 200, 429]
+
+
 def test_forwarded_for_counts_only_behind_a_trusted_proxy(limited: ServerProcess) -> None:
     # Given the trusted proxy 127.0.0.77 relaying two different clients
     with client_from(limited, "127.0.0.77", **{"X-Forwarded-For": random_loopback()}) as one:

@@ -279,6 +279,9 @@ class HttpRunner:
         self.register()
         while not self.stopping:
             jobs = self.available()
+            # every runner is offered the same oldest jobs: trying them in another order
+            # than the others spares most of the claims that would lose with 409
+            random.shuffle(jobs)
             for job in jobs:
                 if self.stopping:
                     break

@@ -71,8 +71,10 @@ def make_celery(settings: RunpackSettings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost each worker about a millisecond per task; Flower turns them on
+        # in the workers while it runs (its --enable-events, on by default).
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         beat_schedule={
             "runpack-maintain": {
                 "task": "runpack.maintain",

@@ -121,7 +121,7 @@ class RunContext:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.flush(force=True)
+        self.flush()  # the last progress, if any is unsent; the final report carries the log
 
 
 def run_plugin(plugin: Plugin, params: dict[str, Any], ctx: RunContext) -> JobOutcome:

@@ -56,9 +56,11 @@ class Cluster:
     tmp_dir: Path
     broker_url: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_paths: dict[int, Path] = field(default_factory=dict)
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.tmp_dir / f"{name}-{len(self.processes)}.log").open("wb")
+        log_path = self.tmp_dir / f"{name}-{len(self.processes)}.log"
+        log = log_path.open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "runpack_api.cli", *args],
             env=self.env,
@@ -68,6 +70,7 @@ class Cluster:
             start_new_session=True,
         )
         self.processes.append(process)
+        self.log_paths[process.pid] = log_path
         return process
 
     def start_worker(
@@ -126,6 +129,10 @@ class Cluster:
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill(process)
+
+    def log_of(self, process: subprocess.Popen[bytes]) -> str:
+        """What one process of the cluster printed."""
+        return self.log_paths[process.pid].read_text(errors="replace")
 
     def logs(self) -> str:
         """Every log of the cluster, for failure messages."""

@@ -37,8 +37,10 @@ def create_db_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
+    # No pre-ping: it costs a round trip per checkout; a connection that went stale fails
+    # one statement, which invalidates the pool, and recycling bounds their age.
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **common
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, **common
     )
 
 

@@ -42,13 +42,23 @@ def register(
     return new_id
 
 
+#: last_seen is written at most this often per runner: every runner request reads it,
+#: and a write per request cost more than the request's own work.
+TOUCH_INTERVAL_MS = 5_000
+
+
 def touch(engine: Engine, runner_id: str) -> Row[Any] | None:
-    """Mark the runner seen now; ``None`` when no runner has this id."""
+    """The runner, marked seen now (if not within the last few seconds); ``None`` if unknown."""
+    with engine.connect() as conn:
+        runner = conn.execute(sa.select(RUNNERS).where(RUNNERS.c.id == runner_id)).first()
+    now = now_ms()
+    if runner is None or now - runner.last_seen < TOUCH_INTERVAL_MS:
+        return runner
     with engine.begin() as conn:
         return conn.execute(
             sa.update(RUNNERS)
             .where(RUNNERS.c.id == runner_id)
-            .values(last_seen=now_ms())
+            .values(last_seen=now)
             .returning(*RUNNERS.c)
         ).first()
 

@@ -22,13 +22,28 @@ from tests.support import Backend, database_answers, free_port, wait_for
 OUTAGE_S = 10
 
 
-@pytest.fixture
-def http_only(
-    backend: Backend, database_url: str, plugin_dir: Path, tmp_path: Path
+@pytest.fixture(scope="module")
+def http_cluster(
+    backend: Backend,
+    module_database_url: str,
+    plugin_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
-    """`runpack api` and beat, no Celery worker: jobs run only on HTTP runners."""
-    with running_cluster(backend, database_url, tmp_path, plugin_dir, workers=0) as cluster:
+    """`runpack api` and beat, no Celery worker, for this module."""
+    with running_cluster(
+        backend, module_database_url, tmp_path_factory.mktemp("http"), plugin_dir, workers=0
+    ) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def http_only(http_cluster: Cluster) -> Iterator[Cluster]:
+    """The module's cluster; runners and workers a test starts are killed after it."""
+    started_before = len(http_cluster.processes)
+    yield http_cluster
+    for process in http_cluster.processes[started_before:]:
+        if process.poll() is None:
+            http_cluster.kill(process)
 
 
 def runpack_cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -205,7 +220,7 @@ def test_sigterm_finishes_the_current_job_and_a_second_releases_it(
     http_only.wait_for_status(second, "in_progress")
     os.killpg(runner.pid, signal.SIGTERM)
     # (signals of one kind do not queue: the second is sent once the first was handled)
-    wait_for(lambda: "stopping after" in http_only.logs(), what="the first SIGTERM handled")
+    wait_for(lambda: "stopping after" in http_only.log_of(runner), what="the first SIGTERM handled")
     os.killpg(runner.pid, signal.SIGTERM)
     assert runner.wait(timeout=30) == 0
     released = http_only.job(second)

@@ -106,16 +106,22 @@ def test_flower_lists_tasks_with_their_job_type(single_attempt: Cluster) -> None
         what="Flower",
     )
 
-    # When a job runs
-    job_id = single_attempt.submit("noop", {"n": uuid.uuid4().hex}).json()["job_id"]
-    single_attempt.wait_for_status(job_id, "completed")
-
-    # Then Flower's task list has it, with its job type and job id
-    def flower_task() -> dict[str, object] | None:
+    # When jobs run (Flower turns the workers' task events on every few seconds after it
+    # starts, so the first may pass unseen: submit until one is seen)
+    def flower_task(job_id: str) -> dict[str, object] | None:
         tasks = httpx.get(f"{url}/api/tasks", auth=auth).json()
         return next((t for t in tasks.values() if job_id in str(t.get("args"))), None)
 
-    task = wait_for(flower_task, timeout_s=30, what="the task in Flower")
+    def a_job_seen_by_flower() -> dict[str, object] | None:
+        job_id = single_attempt.submit("noop", {"n": uuid.uuid4().hex}).json()["job_id"]
+        single_attempt.wait_for_status(job_id, "completed")
+        try:
+            return wait_for(lambda: flower_task(job_id), timeout_s=3, what="the task")
+        except AssertionError:
+            return None
+
+    # Then Flower's task list has it, with its job type and job id
+    task = wait_for(a_job_seen_by_flower, timeout_s=60, interval_s=0, what="a task in Flower")
     assert "noop" in str(task["kwargs"])
     assert task["name"] == "runpack.execute"
     assert httpx.get(f"{url}/api/tasks").status_code == 401  # the admin key guards it

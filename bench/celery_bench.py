@@ -1,0 +1,794 @@
+"""Runpack's job throughput against raw Celery, and its worker's memory, on a Redis broker.
+
+What it measures, in one run:
+
+1. ``raw Celery``: ``bench/raw_celery_app.py``, a plain Celery app with Runpack's reliability
+   settings (late acks, reject-on-worker-lost, prefetch 1, no results) and a no-op task that
+   does one Redis INCR. Its worker (``celery -A bench.raw_celery_app worker --pool prefork
+   --concurrency 2``) runs as a subprocess; this process publishes N tasks with
+   ``apply_async``. Rate = N / (first publish -> the last task's INCR).
+2. ``Runpack``: a fresh PostgreSQL database, ``runpack api``, ``runpack worker --types noop``
+   and ``runpack beat`` as subprocesses on the same Redis (another database number, flushed
+   first). N ``noop`` jobs with unique parameters are submitted over HTTP (POST
+   /api/jobs/submit) from ``--client-threads`` keep-alive httpx clients. Rate = N / (first
+   submit -> the last job's ``finished_at``, read from the database). The submit rate is
+   N / (first submit -> last submit answered), measured while the worker runs alongside.
+   The ratio Runpack / raw Celery of the medians is checked against ``--target-ratio``.
+3. ``memory``: a new ``runpack worker`` is started, and the RSS (VmRSS, main process plus
+   its pool children) is read after 100 jobs and after ``--memory-jobs`` jobs; the growth
+   is checked against ``--target-growth`` percent. ``--skip-memory`` leaves this out.
+
+The raw and Runpack repetitions are interleaved (raw 1, Runpack 1, raw 2, ...), so a slow
+period of this noisy VM hits both alike; the table shows ``median [min-max]``. Before each
+repetition the script waits (up to ``--quiet-wait`` s) until processes outside the
+benchmark use under 0.2 cores; "other cpu" is what such foreign processes used during the
+repetition (Redis and PostgreSQL count as part of the benchmark). Each repetition also
+prints the CPU time per job of every process involved, which shows where the time goes.
+
+Run it from the repository root with the venv's Python:
+
+    /work/venv/bin/python bench/celery_bench.py                     # defaults: N=2000, 3 reps
+    /work/venv/bin/python bench/celery_bench.py --jobs 200 --reps 1 --skip-memory   # quick
+
+Every process it starts is stopped on exit (also on Ctrl-C, SIGTERM and errors), the
+database is dropped, and both Redis databases are flushed. Logs go to a temporary folder,
+kept (and named) when something failed or with ``--keep-logs``. Exit status: 0 when every
+target is met, 1 when one is not, 2 on an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.raw_celery_app import TASK_NAME, make_app  # noqa: E402
+from runpack_tasks.jobstore.db import create_db_engine, normalize_url  # noqa: E402
+from runpack_tasks.jobstore.schema import upgrade  # noqa: E402
+
+HZ = os.sysconf("SC_CLK_TCK")
+#: Foreign load (cores) under which the machine counts as quiet.
+QUIET_CORES = 0.2
+STOP_TIMEOUT_S = 20
+START_TIMEOUT_S = 60
+WARMUP_JOBS = 20
+MEMORY_FIRST_JOBS = 100
+ACTIVE_STATUSES = ("pending", "claimed", "in_progress")
+#: Process names whose CPU is part of the benchmark wherever they run.
+SERVER_COMMS = {"redis-server": "redis", "postgres": "postgres"}
+#: Celery workers, whose main process and pool children are counted apart.
+WORKER_GROUPS = {"raw-worker", "rp-worker"}
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--jobs", type=int, default=2000, help="tasks/jobs per repetition (default 2000)")
+    add("--reps", type=int, default=3, help="repetitions of each throughput run (default 3)")
+    add("--pool", default="prefork", help="Celery pool of both workers (default prefork)")
+    add("--concurrency", type=int, default=2, help="pool size of both workers (default 2)")
+    add("--client-threads", type=int, default=4, help="concurrent HTTP submitters (default 4)")
+    add("--api-workers", type=int, default=1, help="uvicorn processes of runpack api")
+    add("--raw-events", action="store_true", help="raw Celery sends task events like Runpack")
+    add("--redis-host", default="127.0.0.1:6379", help="host:port of Redis")
+    add("--raw-redis-db", type=int, default=12, help="Redis db of raw Celery (flushed)")
+    add("--runpack-redis-db", type=int, default=13, help="Redis db of Runpack (flushed)")
+    add("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test", help="admin database")
+    add("--skip-memory", action="store_true", help="leave out the worker memory measurement")
+    add("--memory-jobs", type=int, default=10_000, help="jobs for the memory measurement")
+    add("--target-ratio", type=float, default=0.5, help="Runpack / raw Celery target")
+    add("--target-growth", type=float, default=20.0, help="worker RSS growth target, percent")
+    add("--quiet-wait", type=float, default=60.0, help="max seconds to wait for a quiet machine")
+    add("--keep-logs", action="store_true", help="keep the processes' logs")
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.reps < 1 or args.memory_jobs <= MEMORY_FIRST_JOBS:
+        parser.error(f"--jobs and --reps must be >= 1, --memory-jobs > {MEMORY_FIRST_JOBS}")
+    return args
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+@dataclass
+class Processes:
+    """Every subprocess this benchmark started, each in its own process group."""
+
+    log_dir: Path
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group (a warm shutdown), SIGKILL it if it does not stop."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    # pool children left behind by a killed parent
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = START_TIMEOUT_S) -> Any:
+    """Poll ``condition`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+        except Exception as exc:  # what we wait for may not answer yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- /proc: CPU and memory ------------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children(current)
+    return tree
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process (all its threads), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def busy_ticks() -> int:
+    """CPU ticks the whole machine spent busy (user, nice, system, irq, softirq)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return user + nice + system + irq + softirq
+
+
+def server_group(proc_dir: Path, database: str) -> str | None:
+    """``redis``; ``postgres`` for a backend of ``database``, ``postgres-aux`` for the WAL
+    writer and the like; None for anything else, backends of other databases included."""
+    comm = (proc_dir / "comm").read_text().strip()
+    if comm != "postgres":
+        return "redis" if comm == "redis-server" else None
+    title = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    if f" {database} " in title:
+        return "postgres"
+    return None if "(" in title or "[local]" in title else "postgres-aux"
+
+
+def server_pids(database: str) -> dict[int, str]:
+    """Redis and PostgreSQL processes serving the benchmark, by pid, named by their group."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                group = server_group(entry, database)
+                if group:
+                    found[int(entry.name)] = group
+    return found
+
+
+@dataclass
+class Watched:
+    """What counts as the benchmark's own CPU: process trees by name, and one database."""
+
+    groups: dict[str, int]
+    database: str
+
+
+@dataclass
+class CpuSample:
+    at: float
+    busy: int
+    ticks: dict[int, tuple[str, int]]
+
+
+def cpu_sample(watched: Watched) -> CpuSample:
+    """CPU ticks of every benchmark process, by group (a group is a process tree)."""
+    owner = server_pids(watched.database)
+    for name, root in watched.groups.items():
+        tree = process_tree(root)
+        if name in WORKER_GROUPS:
+            owner.update(dict.fromkeys(tree, f"{name}-pool"))
+            owner[root] = f"{name}-main"
+        else:
+            owner.update(dict.fromkeys(tree, name))
+    ticks = {pid: (name, cpu_ticks(pid)) for pid, name in owner.items()}
+    return CpuSample(time.monotonic(), busy_ticks(), ticks)
+
+
+def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:
+    """CPU seconds per group between two samples; ``other`` is everything else's."""
+    used: dict[str, float] = {}
+    for pid, (name, ticks) in after.ticks.items():
+        start = before.ticks.get(pid, (name, 0))[1]
+        used[name] = used.get(name, 0.0) + max(0, ticks - start) / HZ
+    total = (after.busy - before.busy) / HZ
+    used["other"] = max(0.0, total - sum(used.values()))
+    return used
+
+
+def wait_for_quiet(watched: Watched, max_wait_s: float) -> None:
+    """Return once foreign processes used under QUIET_CORES for 1 s, or after ``max_wait_s``."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        before = cpu_sample(watched)
+        time.sleep(1.0)
+        load = cpu_usage(before, cpu_sample(watched))["other"]
+        if load < QUIET_CORES:
+            return
+        if time.monotonic() > deadline:
+            log(f"machine still busy ({load:.2f} cores of foreign load); measuring anyway")
+            return
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# --- measurements ---------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    """When a run's first and last message went out, and when the last one was done."""
+
+    first: float  # epoch s
+    sent: float
+    done: float
+    done_when_sent: int  # completed by the time the last message went out
+
+
+@dataclass
+class Rep:
+    """One repetition of a throughput run."""
+
+    rate: float  # tasks or jobs per second, first send -> last completion
+    send_rate: float  # publishes or submits per second, while the worker ran alongside
+    drain_rate: float  # what was left after the last send, per second of the worker alone
+    other_cores: float
+    cpu_ms: dict[str, float]  # CPU milliseconds per task/job, by process group
+
+
+def measured(watched: Watched, n: int, run: Callable[[], Timing]) -> Rep:
+    """Run ``run`` with CPU accounting."""
+    before = cpu_sample(watched)
+    timing = run()
+    after = cpu_sample(watched)
+    used = cpu_usage(before, after)
+    left = n - timing.done_when_sent
+    return Rep(
+        rate=n / (timing.done - timing.first),
+        send_rate=n / (timing.sent - timing.first),
+        drain_rate=left / (timing.done - timing.sent) if left > 0 else float("nan"),
+        other_cores=used.pop("other") / (after.at - before.at),
+        cpu_ms={name: 1000 * s / n for name, s in sorted(used.items())},
+    )
+
+
+def describe(label: str, rep: Rep) -> str:
+    cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in rep.cpu_ms.items())
+    return (
+        f"{label}: {rep.rate:.0f}/s (sending {rep.send_rate:.0f}/s, "
+        f"then draining {rep.drain_rate:.0f}/s), "
+        f"other cpu {rep.other_cores:.2f}; CPU ms per job: {cpu}"
+    )
+
+
+# --- raw Celery -----------------------------------------------------------------------------
+
+
+@dataclass
+class RawCelery:
+    """The baseline worker (a subprocess) and this process's publisher."""
+
+    broker_url: str
+    queue: str
+    proc: subprocess.Popen[bytes]
+    app: Any
+    client: redis.Redis
+
+    def run(self, n: int, tag: str) -> Timing:
+        """Publish ``n`` tasks and wait for the last."""
+        key = f"bench:raw:{tag}"
+        self.client.delete(key, f"{key}:done")
+        task = self.app.tasks[TASK_NAME]
+        first = time.time()
+        for _ in range(n):
+            task.apply_async(args=(key, n), queue=self.queue)
+        sent = time.time()
+        done_when_sent = int(self.client.get(key) or 0)
+        done = wait_for(
+            lambda: self.proc.poll() is None and self.client.get(f"{key}:done"),
+            f"{n} raw Celery tasks",
+            timeout_s=max(60.0, n / 20),
+        )
+        self.client.delete(key, f"{key}:done")
+        return Timing(first, sent, float(done), done_when_sent)
+
+
+def start_raw_celery(procs: Processes, args: argparse.Namespace) -> RawCelery:
+    broker_url = f"redis://{args.redis_host}/{args.raw_redis_db}"
+    client = redis.Redis.from_url(broker_url)
+    client.flushdb()
+    queue = f"bench.raw.{secrets.token_hex(4)}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RAW_CELERY_BROKER_URL": broker_url,
+        "RAW_CELERY_EVENTS": "1" if args.raw_events else "0",
+    }
+    argv = [sys.executable, "-m", "celery", "-A", "bench.raw_celery_app", "worker"]
+    argv += ["-Q", queue, "--pool", args.pool, "--concurrency", str(args.concurrency)]
+    proc = procs.spawn("raw-worker", argv, env)
+    app = make_app(broker_url, events=args.raw_events)
+    raw = RawCelery(broker_url, queue, proc, app, client)
+    raw.run(WARMUP_JOBS, "warmup")  # the worker is up once these ran
+    return raw
+
+
+# --- Runpack --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new migrated database ``runpack_bench_<random>``, dropped WITH (FORCE) afterwards."""
+    name = f"runpack_bench_{secrets.token_hex(6)}"
+    admin = create_db_engine(admin_url, pool_size=1)
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            url = normalize_url(admin_url).set(database=name).render_as_string(False)
+            upgrade(url)
+            yield url
+        finally:
+            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def libpq_url(url: str) -> str:
+    """The SQLAlchemy URL without its driver, for psycopg.connect."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@dataclass
+class Runpack:
+    """API, worker and beat on one database and one Redis database."""
+
+    procs: Processes
+    env: dict[str, str]
+    base_url: str
+    keys: dict[str, str]
+    db: psycopg.Connection[Any]
+    api: subprocess.Popen[bytes]
+    beat: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes] | None = None
+    threads: int = 4
+    worker_argv: list[str] = field(default_factory=list)
+
+    def groups(self) -> dict[str, int]:
+        found = {"rp-api": self.api.pid, "rp-beat": self.beat.pid}
+        if self.worker is not None:
+            found["rp-worker"] = self.worker.pid
+        return found
+
+    def celery_runners(self) -> set[str]:
+        headers = {"Authorization": f"Bearer {self.keys['admin']}"}
+        answer = httpx.get(f"{self.base_url}/api/admin/runners", headers=headers, timeout=10)
+        answer.raise_for_status()
+        runners = answer.json()["runners"]
+        return {r["runner_id"] for r in runners if r["kind"] == "celery" and r["is_active"]}
+
+    def start_worker(self) -> None:
+        """A new ``runpack worker``; returns once the API lists it as active."""
+        before = self.celery_runners()
+        self.worker = self.procs.spawn("rp-worker", self.worker_argv, self.env)
+        worker = self.worker
+        wait_for(
+            lambda: worker.poll() is None and self.celery_runners() - before,
+            "the Runpack worker to register",
+        )
+
+    def restart_worker(self) -> None:
+        if self.worker is not None:
+            stop(self.worker)
+        self.start_worker()
+
+    def run(self, n: int, tag: str) -> Timing:
+        """Submit ``n`` new jobs and wait for them (the database has when each finished)."""
+        since_ms = time.time_ns() // 1_000_000
+        first, sent = submit_jobs(self.base_url, self.keys["submit"], n, tag, self.threads)
+        finished, done_when_sent = self.wait_done(since_ms, n, int(sent * 1000))
+        return Timing(first, sent, finished, done_when_sent)
+
+    def wait_done(self, since_ms: int, n: int, sent_ms: int) -> tuple[float, int]:
+        """Wait until no job is active; -> the last finished_at (epoch s) of the ``n`` jobs,
+        and how many had finished by ``sent_ms``."""
+        active = "SELECT count(*) FROM jobs WHERE status = ANY(%s)"
+        wait_for(
+            lambda: self.db.execute(active, [list(ACTIVE_STATUSES)]).fetchone() == (0,),
+            f"{n} Runpack jobs",
+            timeout_s=max(120.0, n / 10),
+        )
+        summary = self.db.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'completed'), max(finished_at),"
+            " count(*) FILTER (WHERE finished_at <= %s) FROM jobs WHERE created_at >= %s",
+            [sent_ms, since_ms],
+        ).fetchone()
+        assert summary is not None
+        total, completed, last_ms, done_when_sent = summary
+        if (total, completed) != (n, n):
+            raise RuntimeError(f"{total} jobs created, {completed} completed, expected {n}")
+        return float(last_ms) / 1000, int(done_when_sent)
+
+    def worker_rss(self) -> list[tuple[int, int]]:
+        """(pid, VmRSS KiB) of the worker and its pool children."""
+        assert self.worker is not None
+        return [(pid, rss_kib(pid)) for pid in process_tree(self.worker.pid)]
+
+
+def submit_jobs(base_url: str, key: str, n: int, tag: str, threads: int) -> tuple[float, float]:
+    """POST ``n`` new noop jobs from ``threads`` keep-alive clients; -> first, last (epoch s)."""
+    errors: list[str] = []
+    gate = threading.Barrier(threads + 1)
+
+    def submitter(offset: int) -> None:
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+            gate.wait()
+            for i in range(offset, n, threads):
+                body = {"job_type": "noop", "input_params": {"bench": tag, "i": i}}
+                try:
+                    answer = client.post("/api/jobs/submit", json=body)
+                except httpx.HTTPError as exc:  # the API is gone (stopping), or broken
+                    errors.append(repr(exc))
+                    return
+                if answer.status_code != 201:
+                    errors.append(f"{answer.status_code} {answer.text[:200]}")
+                    return
+
+    workers = [threading.Thread(target=submitter, args=(k,), daemon=True) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    gate.wait()
+    first = time.time()
+    for worker in workers:
+        worker.join()
+    sent = time.time()
+    if errors:
+        raise RuntimeError(f"{len(errors)} submitter(s) failed, first: {errors[0]}")
+    return first, sent
+
+
+def runpack_env(
+    args: argparse.Namespace, database_url: str, keys: dict[str, str]
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPACK_")}
+    env.update({f"RUNPACK_{role.upper()}_API_KEY": value for role, value in keys.items()})
+    env.update({f"RUNPACK_RATE_{kind}": "100000000/minute" for kind in RATE_KINDS})
+    env["RUNPACK_DATABASE_URL"] = database_url
+    env["RUNPACK_BROKER_URL"] = f"redis://{args.redis_host}/{args.runpack_redis_db}"
+    return env
+
+
+RATE_KINDS = ("SUBMIT", "STATUS", "RUNNER", "ADMIN")
+
+
+def start_runpack(
+    procs: Processes, args: argparse.Namespace, database_url: str, stack: contextlib.ExitStack
+) -> Runpack:
+    redis.Redis.from_url(f"redis://{args.redis_host}/{args.runpack_redis_db}").flushdb()
+    keys = {role: secrets.token_urlsafe(16) for role in ("submit", "runner", "admin")}
+    env = runpack_env(args, database_url, keys)
+    cli = [sys.executable, "-m", "runpack_api.cli"]
+    port = free_port()
+    api_argv = [*cli, "api", "--host", "127.0.0.1", "--port", str(port)]
+    api = procs.spawn("rp-api", [*api_argv, "--workers", str(args.api_workers)], env)
+    base_url = f"http://127.0.0.1:{port}"
+    wait_for(
+        lambda: api.poll() is None and httpx.get(f"{base_url}/health").json()["database"] == "ok",
+        "runpack api",
+    )
+    beat = procs.spawn("rp-beat", [*cli, "beat"], env)
+    db = stack.enter_context(psycopg.connect(libpq_url(database_url), autocommit=True))
+    worker_argv = [*cli, "worker", "--types", "noop", "--concurrency", str(args.concurrency)]
+    runpack = Runpack(procs, env, base_url, keys, db, api, beat, threads=args.client_threads)
+    runpack.worker_argv = [*worker_argv, "--pool", args.pool]
+    runpack.start_worker()
+    runpack.run(WARMUP_JOBS, "warmup")
+    return runpack
+
+
+# --- the runs -------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    raw: list[Rep] = field(default_factory=list)
+    runpack: list[Rep] = field(default_factory=list)
+    rss_first: list[tuple[int, int]] = field(default_factory=list)
+    rss_last: list[tuple[int, int]] = field(default_factory=list)
+    memory_jobs: int = 0
+
+
+def throughput_reps(
+    raw: RawCelery, runpack: Runpack, args: argparse.Namespace, results: Results
+) -> None:
+    groups = {"bench": os.getpid(), "raw-worker": raw.proc.pid, **runpack.groups()}
+    watched = Watched(groups, runpack.env["RUNPACK_DATABASE_URL"].rsplit("/", 1)[1])
+    for rep in range(1, args.reps + 1):
+        runs: list[tuple[str, Callable[[int, str], Timing], list[Rep]]] = [
+            ("raw Celery", raw.run, results.raw),
+            ("Runpack", runpack.run, results.runpack),
+        ]
+        for label, run, store in runs:
+            wait_for_quiet(watched, args.quiet_wait)
+            tag = f"rep{rep}-{secrets.token_hex(3)}"
+            result = measured(watched, args.jobs, functools.partial(run, args.jobs, tag))
+            store.append(result)
+            log(describe(f"rep {rep} {label}", result))
+
+
+def memory_run(runpack: Runpack, args: argparse.Namespace, results: Results) -> None:
+    log("memory: starting a new Runpack worker")
+    runpack.restart_worker()
+    runpack.run(MEMORY_FIRST_JOBS, f"mem-first-{secrets.token_hex(3)}")
+    time.sleep(1.0)
+    results.rss_first = runpack.worker_rss()
+    log(f"memory: after {MEMORY_FIRST_JOBS} jobs: {rss_text(results.rss_first)}")
+    rest = args.memory_jobs - MEMORY_FIRST_JOBS
+    started = time.monotonic()
+    runpack.run(rest, f"mem-rest-{secrets.token_hex(3)}")
+    time.sleep(1.0)
+    results.rss_last = runpack.worker_rss()
+    results.memory_jobs = args.memory_jobs
+    log(
+        f"memory: after {args.memory_jobs} jobs ({rest / (time.monotonic() - started):.0f}"
+        f" jobs/s): {rss_text(results.rss_last)}"
+    )
+
+
+def rss_text(rss: list[tuple[int, int]]) -> str:
+    parts = " + ".join(f"{kib / 1024:.1f}" for _, kib in rss)
+    return f"{sum(k for _, k in rss) / 1024:.1f} MiB ({parts})"
+
+
+def duplicate_messages(log_dir: Path) -> int:
+    """Messages the Runpack worker skipped because their job was no longer pending."""
+    return sum(
+        path.read_text(errors="replace").count("not pending")
+        for path in log_dir.glob("rp-worker*.log")
+    )
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def drains(reps: list[Rep]) -> list[float]:
+    return [r.drain_rate for r in reps if r.drain_rate == r.drain_rate] or [float("nan")]
+
+
+def spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    middle = statistics.median(values)
+    return f"{fmt.format(middle)} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def table_rows(results: Results, args: argparse.Namespace) -> tuple[list[list[str]], bool]:
+    raw, rp = results.raw, results.runpack
+    ratio = statistics.median(r.rate for r in rp) / statistics.median(r.rate for r in raw)
+    per_rep = [b.rate / a.rate for a, b in zip(raw, rp, strict=True)]
+    other = [r.other_cores for r in raw + rp]
+    rows = [
+        ["what", "median [min-max]", "target", "result"],
+        ["raw Celery e2e (tasks/s)", spread([r.rate for r in raw]), "", ""],
+        ["raw Celery publish rate meanwhile (/s)", spread([r.send_rate for r in raw]), "", ""],
+        ["raw Celery backlog drain, worker alone (/s)", spread(drains(raw)), "", ""],
+        ["Runpack e2e (jobs/s)", spread([r.rate for r in rp]), "", ""],
+        ["Runpack submit rate meanwhile (/s)", spread([r.send_rate for r in rp]), "", ""],
+        ["Runpack backlog drain, worker alone (/s)", spread(drains(rp)), "", ""],
+        [
+            "Runpack / raw Celery (of medians)",
+            f"{ratio:.2f}x (per rep {spread(per_rep, '{:.2f}')})",
+            f">= {args.target_ratio:g}x",
+            verdict(ratio >= args.target_ratio),
+        ],
+        ["other cpu during reps (cores)", spread(other, "{:.2f}"), "", ""],
+    ]
+    passed = ratio >= args.target_ratio
+    if results.rss_first:
+        first = sum(k for _, k in results.rss_first) / 1024
+        last = sum(k for _, k in results.rss_last) / 1024
+        growth = 100 * (last - first) / first
+        ok = growth <= args.target_growth
+        passed = passed and ok
+        rows += [
+            [f"worker RSS after {MEMORY_FIRST_JOBS} jobs (MiB)", f"{first:.1f}", "", ""],
+            [f"worker RSS after {results.memory_jobs} jobs (MiB)", f"{last:.1f}", "", ""],
+            ["worker RSS growth", f"{growth:+.1f}%", f"<= {args.target_growth:g}%", verdict(ok)],
+        ]
+    return rows, passed
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print("\n".join(lines), flush=True)
+
+
+def print_cpu(results: Results) -> None:
+    """Median CPU ms per task/job of each process group, for both runs."""
+    for label, reps in (("raw Celery", results.raw), ("Runpack", results.runpack)):
+        names = sorted({name for r in reps for name, ms in r.cpu_ms.items() if ms >= 0.005})
+        cpu = ", ".join(
+            f"{n} {statistics.median(r.cpu_ms.get(n, 0) for r in reps):.2f}" for n in names
+        )
+        print(f"CPU ms per {label} job (median): {cpu}")
+
+
+def print_header(args: argparse.Namespace) -> None:
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    log(
+        f"celery_bench: N={args.jobs} reps={args.reps} pool={args.pool} "
+        f"c={args.concurrency} client threads={args.client_threads} "
+        f"api workers={args.api_workers} raw events={args.raw_events} "
+        f"memory={'skip' if args.skip_memory else args.memory_jobs}; "
+        f"nproc={os.cpu_count()} loadavg {' '.join(load)}"
+    )
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def raise_on_sigterm() -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run(args: argparse.Namespace, log_dir: Path) -> Results:
+    results = Results()
+    procs = Processes(log_dir)
+    with contextlib.ExitStack() as stack:
+        stack.callback(flush_redis, args)
+        database_url = stack.enter_context(fresh_database(args.pg_url))
+        stack.callback(procs.stop_all)
+        log(f"database {database_url.rsplit('/', 1)[1]}; logs in {log_dir}")
+        raw = start_raw_celery(procs, args)
+        runpack = start_runpack(procs, args, database_url, stack)
+        log("raw Celery and Runpack are up and warmed")
+        throughput_reps(raw, runpack, args, results)
+        if not args.skip_memory:
+            stop(raw.proc)
+            memory_run(runpack, args, results)
+        log(f"duplicate messages skipped by Runpack workers: {duplicate_messages(log_dir)}")
+    return results
+
+
+def flush_redis(args: argparse.Namespace) -> None:
+    for db in (args.raw_redis_db, args.runpack_redis_db):
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis.from_url(f"redis://{args.redis_host}/{db}").flushdb()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    raise_on_sigterm()
+    print_header(args)
+    log_dir = Path(tempfile.mkdtemp(prefix="celery_bench-"))
+    keep = args.keep_logs
+    try:
+        results = run(args, log_dir)
+    except BaseException as exc:
+        keep = True
+        if not isinstance(exc, KeyboardInterrupt):
+            traceback.print_exc()
+        print(f"celery_bench failed: {exc!r}; logs kept in {log_dir}", file=sys.stderr)
+        return 2
+    finally:
+        if not keep:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    rows, passed = table_rows(results, args)
+    print()
+    print_table(rows)
+    print_cpu(results)
+    if keep:
+        print(f"logs: {log_dir}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

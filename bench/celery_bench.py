@@ -44,8 +44,6 @@ import functools
 import os
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,7 +51,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,20 +59,32 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-import sqlalchemy as sa
+from harness import (
+    Processes,
+    cpu_sample,
+    cpu_usage,
+    foreign_load,
+    free_port,
+    fresh_database,
+    log,
+    print_table,
+    process_tree,
+    raise_on_signals,
+    runpack_env,
+    server_pids,
+    spread,
+    stop,
+    wait_for,
+    wait_for_quiet,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.raw_celery_app import TASK_NAME, make_app  # noqa: E402
-from runpack_tasks.jobstore.db import create_db_engine, normalize_url  # noqa: E402
-from runpack_tasks.jobstore.schema import upgrade  # noqa: E402
 
-HZ = os.sysconf("SC_CLK_TCK")
 #: Foreign load (cores) under which the machine counts as quiet.
 QUIET_CORES = 0.2
-STOP_TIMEOUT_S = 20
-START_TIMEOUT_S = 60
 WARMUP_JOBS = 20
 MEMORY_FIRST_JOBS = 100
 ACTIVE_STATUSES = ("pending", "claimed", "in_progress")
@@ -116,135 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# --- processes ------------------------------------------------------------------------------
-
-
-@dataclass
-class Processes:
-    """Every subprocess this benchmark started, each in its own process group."""
-
-    log_dir: Path
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with (self.log_dir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.started.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group (a warm shutdown), SIGKILL it if it does not stop."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    # pool children left behind by a killed parent
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = START_TIMEOUT_S) -> Any:
-    """Poll ``condition`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = condition()
-        except Exception as exc:  # what we wait for may not answer yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 # --- /proc: CPU and memory ------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants."""
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo += children(current)
-    return tree
-
-
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process (all its threads), 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])
-
-
-def busy_ticks() -> int:
-    """CPU ticks the whole machine spent busy (user, nice, system, irq, softirq)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
-    return user + nice + system + irq + softirq
-
-
-def server_group(proc_dir: Path, database: str) -> str | None:
-    """``redis``; ``postgres`` for a backend of ``database``, ``postgres-aux`` for the WAL
-    writer and the like; None for anything else, backends of other databases included."""
-    comm = (proc_dir / "comm").read_text().strip()
-    if comm != "postgres":
-        return "redis" if comm == "redis-server" else None
-    title = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    if f" {database} " in title:
-        return "postgres"
-    return None if "(" in title or "[local]" in title else "postgres-aux"
-
-
-def server_pids(database: str) -> dict[int, str]:
-    """Redis and PostgreSQL processes serving the benchmark, by pid, named by their group."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                group = server_group(entry, database)
-                if group:
-                    found[int(entry.name)] = group
-    return found
 
 
 @dataclass
@@ -254,51 +136,17 @@ class Watched:
     groups: dict[str, int]
     database: str
 
-
-@dataclass
-class CpuSample:
-    at: float
-    busy: int
-    ticks: dict[int, tuple[str, int]]
-
-
-def cpu_sample(watched: Watched) -> CpuSample:
-    """CPU ticks of every benchmark process, by group (a group is a process tree)."""
-    owner = server_pids(watched.database)
-    for name, root in watched.groups.items():
-        tree = process_tree(root)
-        if name in WORKER_GROUPS:
-            owner.update(dict.fromkeys(tree, f"{name}-pool"))
-            owner[root] = f"{name}-main"
-        else:
-            owner.update(dict.fromkeys(tree, name))
-    ticks = {pid: (name, cpu_ticks(pid)) for pid, name in owner.items()}
-    return CpuSample(time.monotonic(), busy_ticks(), ticks)
-
-
-def cpu_usage(before: CpuSample, after: CpuSample) -> dict[str, float]:
-    """CPU seconds per group between two samples; ``other`` is everything else's."""
-    used: dict[str, float] = {}
-    for pid, (name, ticks) in after.ticks.items():
-        start = before.ticks.get(pid, (name, 0))[1]
-        used[name] = used.get(name, 0.0) + max(0, ticks - start) / HZ
-    total = (after.busy - before.busy) / HZ
-    used["other"] = max(0.0, total - sum(used.values()))
-    return used
-
-
-def wait_for_quiet(watched: Watched, max_wait_s: float) -> None:
-    """Return once foreign processes used under QUIET_CORES for 1 s, or after ``max_wait_s``."""
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        before = cpu_sample(watched)
-        time.sleep(1.0)
-        load = cpu_usage(before, cpu_sample(watched))["other"]
-        if load < QUIET_CORES:
-            return
-        if time.monotonic() > deadline:
-            log(f"machine still busy ({load:.2f} cores of foreign load); measuring anyway")
-            return
+    def owners(self) -> dict[int, str]:
+        """Every benchmark process by pid, named by its group (a group is a process tree)."""
+        owner = server_pids(self.database)
+        for name, root in self.groups.items():
+            tree = process_tree(root)
+            if name in WORKER_GROUPS:
+                owner.update(dict.fromkeys(tree, f"{name}-pool"))
+                owner[root] = f"{name}-main"
+            else:
+                owner.update(dict.fromkeys(tree, name))
+        return owner
 
 
 def rss_kib(pid: int) -> int:
@@ -334,9 +182,9 @@ class Rep:
 
 def measured(watched: Watched, n: int, run: Callable[[], Timing]) -> Rep:
     """Run ``run`` with CPU accounting."""
-    before = cpu_sample(watched)
+    before = cpu_sample(watched.owners())
     timing = run()
-    after = cpu_sample(watched)
+    after = cpu_sample(watched.owners())
     used = cpu_usage(before, after)
     left = n - timing.done_when_sent
     return Rep(
@@ -410,25 +258,6 @@ def start_raw_celery(procs: Processes, args: argparse.Namespace) -> RawCelery:
 
 
 # --- Runpack --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new migrated database ``runpack_bench_<random>``, dropped WITH (FORCE) afterwards."""
-    name = f"runpack_bench_{secrets.token_hex(6)}"
-    admin = create_db_engine(admin_url, pool_size=1)
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = normalize_url(admin_url).set(database=name).render_as_string(False)
-            upgrade(url)
-            yield url
-        finally:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 def libpq_url(url: str) -> str:
@@ -545,26 +374,13 @@ def submit_jobs(base_url: str, key: str, n: int, tag: str, threads: int) -> tupl
     return first, sent
 
 
-def runpack_env(
-    args: argparse.Namespace, database_url: str, keys: dict[str, str]
-) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPACK_")}
-    env.update({f"RUNPACK_{role.upper()}_API_KEY": value for role, value in keys.items()})
-    env.update({f"RUNPACK_RATE_{kind}": "100000000/minute" for kind in RATE_KINDS})
-    env["RUNPACK_DATABASE_URL"] = database_url
-    env["RUNPACK_BROKER_URL"] = f"redis://{args.redis_host}/{args.runpack_redis_db}"
-    return env
-
-
-RATE_KINDS = ("SUBMIT", "STATUS", "RUNNER", "ADMIN")
-
-
 def start_runpack(
     procs: Processes, args: argparse.Namespace, database_url: str, stack: contextlib.ExitStack
 ) -> Runpack:
     redis.Redis.from_url(f"redis://{args.redis_host}/{args.runpack_redis_db}").flushdb()
     keys = {role: secrets.token_urlsafe(16) for role in ("submit", "runner", "admin")}
-    env = runpack_env(args, database_url, keys)
+    broker_url = f"redis://{args.redis_host}/{args.runpack_redis_db}"
+    env = runpack_env(keys, database_url, broker_url)
     cli = [sys.executable, "-m", "runpack_api.cli"]
     port = free_port()
     api_argv = [*cli, "api", "--host", "127.0.0.1", "--port", str(port)]
@@ -607,7 +423,11 @@ def throughput_reps(
             ("Runpack", runpack.run, results.runpack),
         ]
         for label, run, store in runs:
-            wait_for_quiet(watched, args.quiet_wait)
+            load = wait_for_quiet(
+                lambda: foreign_load(watched.owners), args.quiet_wait, QUIET_CORES
+            )
+            if load >= QUIET_CORES:
+                log(f"machine still busy ({load:.2f} cores of foreign load); measuring anyway")
             tag = f"rep{rep}-{secrets.token_hex(3)}"
             result = measured(watched, args.jobs, functools.partial(run, args.jobs, tag))
             store.append(result)
@@ -653,11 +473,6 @@ def drains(reps: list[Rep]) -> list[float]:
     return [r.drain_rate for r in reps if r.drain_rate == r.drain_rate] or [float("nan")]
 
 
-def spread(values: list[float], fmt: str = "{:.0f}") -> str:
-    middle = statistics.median(values)
-    return f"{fmt.format(middle)} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
-
-
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -677,11 +492,11 @@ def table_rows(results: Results, args: argparse.Namespace) -> tuple[list[list[st
         ["Runpack backlog drain, worker alone (/s)", spread(drains(rp)), "", ""],
         [
             "Runpack / raw Celery (of medians)",
-            f"{ratio:.2f}x (per rep {spread(per_rep, '{:.2f}')})",
+            f"{ratio:.2f}x (per rep {spread(per_rep, '.2f')})",
             f">= {args.target_ratio:g}x",
             verdict(ratio >= args.target_ratio),
         ],
-        ["other cpu during reps (cores)", spread(other, "{:.2f}"), "", ""],
+        ["other cpu during reps (cores)", spread(other, ".2f"), "", ""],
     ]
     passed = ratio >= args.target_ratio
     if results.rss_first:
@@ -696,16 +511,6 @@ def table_rows(results: Results, args: argparse.Namespace) -> tuple[list[list[st
             ["worker RSS growth", f"{growth:+.1f}%", f"<= {args.target_growth:g}%", verdict(ok)],
         ]
     return rows, passed
-
-
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-        for row in rows
-    ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    print("\n".join(lines), flush=True)
 
 
 def print_cpu(results: Results) -> None:
@@ -732,16 +537,9 @@ def print_header(args: argparse.Namespace) -> None:
 # --- main -----------------------------------------------------------------------------------
 
 
-def raise_on_sigterm() -> None:
-    def handler(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def run(args: argparse.Namespace, log_dir: Path) -> Results:
     results = Results()
-    procs = Processes(log_dir)
+    procs = Processes(log_dir, cwd=ROOT)
     with contextlib.ExitStack() as stack:
         stack.callback(flush_redis, args)
         database_url = stack.enter_context(fresh_database(args.pg_url))
@@ -766,7 +564,7 @@ def flush_redis(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    raise_on_sigterm()
+    raise_on_signals()  # SIGTERM raises KeyboardInterrupt
     print_header(args)
     log_dir = Path(tempfile.mkdtemp(prefix="celery_bench-"))
     keep = args.keep_logs

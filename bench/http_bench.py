@@ -50,8 +50,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -63,17 +61,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
+from harness import (
+    HOST,
+    free_port,
+    fresh_database,
+    print_table,
+    raise_on_signals,
+    runpack_env,
+    spawn,
+    spread,
+    stop,
+    wait_for_quiet,
+)
+from harness import log as harness_log
 
 from runpack_tasks.jobstore.schema import upgrade
 
 BENCH_DIR = Path(__file__).resolve().parent
 LUA_DIR = BENCH_DIR / "lua"
 PYTHON = sys.executable
-HOST = "127.0.0.1"
 
 KEYS = {"submit": "bench-submit-key", "runner": "bench-runner-key", "admin": "bench-admin-key"}
-UNLIMITED_RATE = "100000000/minute"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 COMPLETED_JOB = {"job_type": "noop", "input_params": {"n": 1, "name": "bench"}}
@@ -237,23 +245,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- processes --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the group ``proc`` leads (uvicorn and its workers), SIGKILL if it lingers."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(wait_s)
-            return
-
-
 def wait_until_up(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
     """Poll ``url`` until it answers 200; fail (with the server's log) at the deadline."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -303,34 +294,17 @@ def uvicorn(
         str(workers),
     ]
     log_path = workdir / f"{log_name}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = spawn(command, env, log_path, workdir)
     OUR_GROUPS.add(proc.pid)
     try:
         base_url = f"http://{HOST}:{port}"
         wait_until_up(proc, base_url + health_path, log_path)
         yield base_url
     finally:
-        stop_process_group(proc)
+        stop(proc, STOP_TIMEOUT_S)
 
 
 # --- backends ---------------------------------------------------------------------------
-
-
-def base_env() -> dict[str, str]:
-    """This process's environment without any RUNPACK_* setting, plus the bench's own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPACK_")}
-    env |= {f"RUNPACK_{role.upper()}_API_KEY": key for role, key in KEYS.items()}
-    for category in ("SUBMIT", "STATUS", "RUNNER", "ADMIN"):
-        env[f"RUNPACK_RATE_{category}"] = UNLIMITED_RATE
-    return env
 
 
 @contextlib.contextmanager
@@ -338,26 +312,14 @@ def embedded_backend(workdir: Path) -> Iterator[dict[str, str]]:
     """The embedded default: a SQLite file, and the default broker (folder in ``workdir``)."""
     url = f"sqlite:///{workdir / 'bench.db'}"
     upgrade(url)
-    yield base_env() | {"RUNPACK_DATABASE_URL": url}
+    yield runpack_env(KEYS, url)
 
 
 @contextlib.contextmanager
 def postgres_backend(admin_url: str) -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database (dropped afterwards) and the loopback Redis."""
-    name = f"runpack_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-            upgrade(url)
-            yield base_env() | {"RUNPACK_DATABASE_URL": url, "RUNPACK_BROKER_URL": REDIS_URL}
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with fresh_database(admin_url) as url:
+        yield runpack_env(KEYS, url, REDIS_URL)
 
 
 def backend(name: str, workdir: Path, args: argparse.Namespace) -> Any:
@@ -484,7 +446,13 @@ def run_wrk(scenario: Scenario, target: Target, load: LoadOptions, duration_s: i
 
 def measure(scenario: Scenario, target: Target, load: LoadOptions) -> WrkResult:
     """Wait for a quiet host, warm ``scenario`` up, then measure it once."""
-    wait_for_quiet(load.quiet_wait_s)
+    if load.quiet_wait_s:
+        busy = wait_for_quiet(foreign_load, load.quiet_wait_s, QUIET_CORES)
+        if busy >= QUIET_CORES:
+            log(
+                f"  host still busy after {load.quiet_wait_s}s (other processes: {busy:.2f} "
+                "cores); going on"
+            )
     if load.warmup_s:
         run_wrk(scenario, target, load, load.warmup_s)
     before, started = foreign_cpu_ticks(), time.monotonic()
@@ -515,17 +483,11 @@ def foreign_cores(before: dict[int, int], after: dict[int, int], elapsed_s: floa
     return used / CLOCK_TICKS / max(elapsed_s, 1e-9)
 
 
-def wait_for_quiet(max_wait_s: int) -> None:
-    """Return once foreign processes used under QUIET_CORES for 1 s, or after ``max_wait_s``."""
-    deadline, load = time.monotonic() + max_wait_s, 0.0
-    while time.monotonic() < deadline:
-        before = foreign_cpu_ticks()
-        time.sleep(1.0)
-        load = foreign_cores(before, foreign_cpu_ticks(), 1.0)
-        if load < QUIET_CORES:
-            return
-    if max_wait_s:
-        log(f"  host still busy after {max_wait_s}s (other processes: {load:.2f} cores); going on")
+def foreign_load() -> float:
+    """Cores foreign processes use over the next second."""
+    before = foreign_cpu_ticks()
+    time.sleep(1.0)
+    return foreign_cores(before, foreign_cpu_ticks(), 1.0)
 
 
 # --- one backend ------------------------------------------------------------------------
@@ -581,15 +543,7 @@ def bench_backend(
 
 def log(message: str) -> None:
     """Progress, on stderr so stdout holds only the report."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def spread(values: list[float], fmt: str) -> str:
-    """``median [min-max]`` (just the value for a single repetition)."""
-    median = format(statistics.median(values), fmt)
-    if len(values) == 1:
-        return median
-    return f"{median} [{format(min(values), fmt)}-{format(max(values), fmt)}]"
+    harness_log(message, stamp=False, file=sys.stderr)
 
 
 def table_rows(all_results: dict[str, dict[str, list[WrkResult]]]) -> list[list[str]]:
@@ -604,9 +558,9 @@ def table_rows(all_results: dict[str, dict[str, list[WrkResult]]]) -> list[list[
                 [
                     backend_name,
                     scenario,
-                    spread(rps, ".0f"),
-                    spread([r.p50_ms for r in runs], ".1f"),
-                    spread([r.p99_ms for r in runs], ".1f"),
+                    spread(rps, ".0f", bare_single=True),
+                    spread([r.p50_ms for r in runs], ".1f", bare_single=True),
+                    spread([r.p99_ms for r in runs], ".1f", bare_single=True),
                     str(sum(r.non_2xx for r in runs)),
                     str(sum(r.socket_errors for r in runs)),
                     f"{statistics.median(rps) / bare_rps:.2f}",
@@ -614,19 +568,6 @@ def table_rows(all_results: dict[str, dict[str, list[WrkResult]]]) -> list[list[
                 ]
             )
     return rows
-
-
-def print_table(rows: list[list[str]]) -> None:
-    """Left-aligned text columns, then numbers right-aligned."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for index, row in enumerate(rows):
-        cells = [
-            cell.ljust(w) if i < 2 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip())
-        if index == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def print_target(all_results: dict[str, dict[str, list[WrkResult]]], workers: int) -> None:
@@ -658,15 +599,10 @@ def print_header(args: argparse.Namespace, load: LoadOptions) -> None:
 # --- main -------------------------------------------------------------------------------
 
 
-def raise_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit so every context manager stops what it started."""
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run every requested backend, then print the table."""
     args = parse_args(argv)
-    raise_on_sigterm()
+    raise_on_signals(as_exit=True)  # SIGTERM: every context manager stops its part
     load = LoadOptions(args.threads, args.connections, args.duration, args.warmup, args.quiet_wait)
     all_results: dict[str, dict[str, list[WrkResult]]] = {}
     try:
@@ -677,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted; every server was stopped")
         return 130
     print_header(args, load)
-    print_table(table_rows(all_results))
+    print_table(table_rows(all_results), style="columns")
     print_target(all_results, args.workers)
     return 0
 

@@ -48,8 +48,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +56,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,22 +65,39 @@ from typing import Any
 import httpx
 import redis
 import sqlalchemy as sa
+from harness import (
+    HOST,
+    CpuSample,
+    Processes,
+    cpu_sample,
+    cpu_usage,
+    foreign_load,
+    free_port,
+    fresh_database,
+    log,
+    print_table,
+    raise_on_signals,
+    runpack_env,
+    server_pids,
+    spread,
+    stop,
+    wait_for,
+    wait_for_quiet,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runpack_tasks.jobstore.db import create_db_engine, normalize_url  # noqa: E402
+from runpack_tasks.jobstore.db import create_db_engine  # noqa: E402
 from runpack_tasks.jobstore.schema import upgrade  # noqa: E402
 
-HZ = os.sysconf("SC_CLK_TCK")
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 20
-RATE = "100000000/minute"
+#: ``runpack`` itself, to put before its subcommands.
+RUNPACK = [sys.executable, "-m", "runpack_api.cli"]
+#: How often wait_for polls.
+POLL_S = 0.05
 #: Foreign load (cores) under which the machine counts as quiet.
 QUIET_CORES = 0.3
 CPU_GROUPS = ("api", "runners", "bench", "postgres", "redis", "other")
-RATE_VARIABLES = ("SUBMIT", "STATUS", "RUNNER", "ADMIN")
 KEY_NAMES = ("submit", "runner", "admin")
 #: An access-log line of uvicorn: method, path, status.
 ACCESS_LINE = re.compile(r'"(GET|POST|DELETE) (\S+) HTTP/[\d.]+" (\d{3})')
@@ -120,77 +135,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-@dataclass
-class Processes:
-    """Every subprocess this benchmark started, each in its own process group."""
-
-    log_dir: Path
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """``runpack <args>`` with output to ``<log_dir>/<name>.log``."""
-        with (self.log_dir / f"{name}.log").open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "runpack_api.cli", *args],
-                env=env,
-                cwd=self.log_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.started.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it if it does not stop in time."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # anything left in the group
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = START_TIMEOUT_S) -> Any:
-    """Poll ``condition`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = condition()
-        except Exception as exc:  # what we wait for may not answer yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 # --- backends -------------------------------------------------------------------------------
 
 
@@ -206,23 +150,13 @@ def embedded_backend(tmp_dir: Path) -> Iterator[tuple[str, str]]:
 def postgres_backend(pg_url: str, redis_db: int) -> Iterator[tuple[str, str]]:
     """A fresh migrated PostgreSQL database and a flushed Redis database; both cleaned after."""
     broker_url = f"redis://{HOST}:6379/{redis_db}"
-    name = f"runpack_bench_{secrets.token_hex(6)}"
-    admin = create_db_engine(pg_url, pool_size=1)
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    with fresh_database(pg_url) as url:
+        redis.Redis.from_url(broker_url).flushdb()
         try:
-            url = normalize_url(pg_url).set(database=name).render_as_string(hide_password=False)
-            upgrade(url)
-            redis.Redis.from_url(broker_url).flushdb()
             yield url, broker_url
         finally:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             with contextlib.suppress(redis.RedisError):
                 redis.Redis.from_url(broker_url).flushdb()
-    finally:
-        admin.dispose()
 
 
 # --- the system under test ------------------------------------------------------------------
@@ -250,21 +184,13 @@ class System:
         return self.log_dir / "api.log"
 
 
-def clean_env(keys: dict[str, str]) -> dict[str, str]:
-    """This environment without any RUNPACK_* variable, plus the three keys."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPACK_")}
-    env.update({f"RUNPACK_{role.upper()}_API_KEY": key for role, key in keys.items()})
-    return env
-
-
 def start_api(procs: Processes, database_url: str, broker_url: str) -> System:
     """``runpack api`` on a free loopback port; returns once /health answers ok."""
     keys = {role: secrets.token_urlsafe(16) for role in KEY_NAMES}
-    env = clean_env(keys)
-    env.update({f"RUNPACK_RATE_{name}": RATE for name in RATE_VARIABLES})
-    env.update({"RUNPACK_DATABASE_URL": database_url, "RUNPACK_BROKER_URL": broker_url})
+    env = runpack_env(keys, database_url, broker_url)
     port = free_port()
-    api = procs.spawn("api", ["api", "--host", HOST, "--port", str(port), "--workers", "1"], env)
+    api_argv = [*RUNPACK, "api", "--host", HOST, "--port", str(port), "--workers", "1"]
+    api = procs.spawn("api", api_argv, env)
     url = f"http://{HOST}:{port}"
 
     def healthy() -> bool:
@@ -272,14 +198,15 @@ def start_api(procs: Processes, database_url: str, broker_url: str) -> System:
             raise SystemExit(f"runpack api exited with {api.returncode}; see its log")
         return bool(httpx.get(f"{url}/health", timeout=5).json().get("status") == "ok")
 
-    wait_for(healthy, "runpack api to answer /health")
+    wait_for(healthy, "runpack api to answer /health", interval_s=POLL_S)
     db_name = sa.make_url(database_url).database if database_url.startswith("postgres") else None
-    return System(procs, url, keys, clean_env(keys), api, procs.log_dir, db_name)
+    return System(procs, url, keys, runpack_env(keys), api, procs.log_dir, db_name)
 
 
 def start_runner(system: System, name: str, long_poll: float, poll_interval: float) -> None:
     """One ``runpack runner --types noop``; returns once the API lists it as active."""
     args = [
+        *RUNPACK,
         "runner",
         "--url",
         system.url,
@@ -302,7 +229,7 @@ def start_runner(system: System, name: str, long_poll: float, poll_interval: flo
             found = admin.get("/api/admin/runners").json()["runners"]
         return any(r["name"] == name and r["is_active"] for r in found)
 
-    wait_for(registered, f"runner {name} to register")
+    wait_for(registered, f"runner {name} to register", interval_s=POLL_S)
 
 
 def stop_runners(system: System) -> None:
@@ -314,76 +241,17 @@ def stop_runners(system: System) -> None:
 # --- CPU accounting -------------------------------------------------------------------------
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])
-
-
-def busy_ticks() -> int:
-    """CPU ticks the whole machine spent busy."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
-    return user + nice + system + irq + softirq
-
-
-def _serves(proc_dir: Path, db_name: str) -> bool:
-    """Whether this PostgreSQL backend is connected to ``db_name`` (from its title)."""
-    return f" {db_name} ".encode() in (proc_dir / "cmdline").read_bytes()
-
-
-def server_pids(db_name: str | None) -> dict[int, str]:
-    """PostgreSQL backends serving ``db_name``, and Redis, by pid."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            comm = (entry / "comm").read_text().strip()
-            if comm == "redis-server":
-                found[int(entry.name)] = "redis"
-            elif comm == "postgres" and db_name and _serves(entry, db_name):
-                found[int(entry.name)] = "postgres"
-    return found
-
-
-@dataclass
-class CpuSnapshot:
-    at: float
-    machine: int  # busy ticks of the whole machine
-    ticks: dict[int, tuple[str, int]]  # pid -> (group, ticks)
-
-
-def cpu_snapshot(system: System) -> CpuSnapshot:
-    """Ticks of the API, the runners, this process, our PostgreSQL backends and Redis."""
-    owner = server_pids(system.db_name)
+def cpu_owners(system: System) -> dict[int, str]:
+    """The API, the runners, this process, our PostgreSQL backends and Redis, by pid."""
+    owner = {pid: g for pid, g in server_pids(system.db_name).items() if g != "postgres-aux"}
     owner.update({system.api.pid: "api", os.getpid(): "bench"})
     owner.update(dict.fromkeys((p.pid for p in system.runners), "runners"))
-    ticks = {pid: (group, cpu_ticks(pid)) for pid, group in owner.items()}
-    return CpuSnapshot(time.monotonic(), busy_ticks(), ticks)
+    return owner
 
 
-def cpu_seconds(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+def cpu_seconds(before: CpuSample, after: CpuSample) -> dict[str, float]:
     """CPU seconds by group; ``other`` is everything else on the machine (foreign load)."""
-    used = dict.fromkeys(CPU_GROUPS, 0.0)
-    for pid, (group, ticks) in after.ticks.items():
-        used[group] += max(0, ticks - before.ticks.get(pid, (group, 0))[1]) / HZ
-    used["other"] = max(0.0, (after.machine - before.machine) / HZ - sum(used.values()))
-    return used
-
-
-def wait_for_quiet(system: System, max_wait_s: float) -> float:
-    """Wait until foreign processes use under QUIET_CORES for 1 s; the last load seen."""
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        before = cpu_snapshot(system)
-        time.sleep(1.0)
-        load = cpu_seconds(before, cpu_snapshot(system))["other"]
-        if load < QUIET_CORES or time.monotonic() > deadline:
-            return load
+    return dict.fromkeys(CPU_GROUPS, 0.0) | cpu_usage(before, after)
 
 
 # --- access log -----------------------------------------------------------------------------
@@ -489,11 +357,11 @@ def throughput_rep(system: System, engine: sa.Engine, args: argparse.Namespace) 
     """One repetition: N submits, wait until all completed."""
     baseline = counts_by_status(engine)[0].get("completed", 0)
     log_offset = system.api_log.stat().st_size
-    cpu_before = cpu_snapshot(system)
+    cpu_before = cpu_sample(cpu_owners(system))
     first = time.time()
     submitted = submit_jobs(system, uuid.uuid4().hex, args.jobs, args.client_threads)
     last_ms = wait_all_done(system, engine, baseline + args.jobs, args.timeout)
-    cpu_after = cpu_snapshot(system)
+    cpu_after = cpu_sample(cpu_owners(system))
     cpu = cpu_seconds(cpu_before, cpu_after)
     time.sleep(0.5)  # let the access log catch up
     counts = access_counts(system.api_log, log_offset)
@@ -523,7 +391,9 @@ def throughput(system: System, engine: sa.Engine, args: argparse.Namespace) -> l
     reps = []
     try:
         for i in range(args.reps):
-            load = wait_for_quiet(system, args.quiet_wait)
+            load = wait_for_quiet(
+                lambda: foreign_load(lambda: cpu_owners(system)), args.quiet_wait, QUIET_CORES
+            )
             if load >= QUIET_CORES:
                 log(f"machine still busy ({load:.2f} cores of foreign load); measuring anyway")
             rep = throughput_rep(system, engine, args)
@@ -551,7 +421,7 @@ def one_latency(submit: httpx.Client, admin: httpx.Client) -> float:
             raise SystemExit(f"job {job_id} failed: {job}")
         return job if job["status"] == "completed" else None
 
-    job = wait_for(completed, f"job {job_id} to complete", timeout_s=30)
+    job = wait_for(completed, f"job {job_id} to complete", timeout_s=30, interval_s=POLL_S)
     return float(job["claimed_at"] - job["created_at"])
 
 
@@ -581,23 +451,6 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def spread(values: list[float], fmt: str = "{:.0f}") -> str:
-    return (
-        f"{fmt.format(statistics.median(values))} "
-        f"[{fmt.format(min(values))}-{fmt.format(max(values))}]"
-    )
-
-
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-        for row in rows
-    ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    print("\n".join(lines), flush=True)
-
-
 def report(args: argparse.Namespace, reps: list[Rep], lat: dict[str, list[float]]) -> None:
     n = f"N={args.jobs}, {args.reps} reps"
     rows: list[tuple[str, ...]] = [
@@ -607,11 +460,11 @@ def report(args: argparse.Namespace, reps: list[Rep], lat: dict[str, list[float]
     ]
     for kind in ("poll", "claim", "claim 409", "heartbeat", "complete"):
         values = [r.requests.get(kind, 0.0) for r in reps]
-        rows.append((f"{kind} requests per job", spread(values, "{:.2f}")))
+        rows.append((f"{kind} requests per job", spread(values, ".2f")))
     for group in CPU_GROUPS:
         values = [r.cpu_ms[group] for r in reps]
-        rows.append((f"CPU ms per job: {group}", spread(values, "{:.2f}")))
-    rows.append(("foreign load, cores", spread([r.other_cores for r in reps], "{:.2f}")))
+        rows.append((f"CPU ms per job: {group}", spread(values, ".2f")))
+    rows.append(("foreign load, cores", spread([r.other_cores for r in reps], ".2f")))
     print()
     print_table(rows)
     print()
@@ -623,16 +476,6 @@ def report(args: argparse.Namespace, reps: list[Rep], lat: dict[str, list[float]
 
 
 # --- main -----------------------------------------------------------------------------------
-
-
-def raise_on_signals() -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt (also when started with SIGINT ignored)."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def block_signals() -> None:
@@ -667,7 +510,8 @@ def run(args: argparse.Namespace, tmp_dir: Path) -> tuple[list[Rep], dict[str, l
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    raise_on_signals()
+    # SIGINT too: also when started with SIGINT ignored (in the background)
+    raise_on_signals((signal.SIGTERM, signal.SIGINT))
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     log(
         f"runner_bench: backend={args.backend} N={args.jobs} reps={args.reps} "

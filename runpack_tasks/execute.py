@@ -48,8 +48,7 @@ class RunContext:
         self._total: int | None = None
         self._dirty = False
         self._last_sent = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flushing = threading.Lock()  # the flusher thread and the final flush
         #: False once the server said the job is no longer this runner's.
         self.still_ours = True
 
@@ -105,23 +104,51 @@ class RunContext:
             with self._lock:
                 self._dirty = True
 
-    def _flush_loop(self) -> None:
-        while not self._stop.wait(FLUSH_INTERVAL_S):
-            self.flush()
-
     def __enter__(self) -> RunContext:
         self._last_sent = time.monotonic()
-        self._thread = threading.Thread(
-            target=self._flush_loop, name=f"heartbeat-{self.job_id}", daemon=True
-        )
-        self._thread.start()
+        _flusher.add(self)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.flush()  # the last progress, if any is unsent; the final report carries the log
+        _flusher.remove(self)
+        with self._flushing:  # waits for a flush the flusher may be doing now
+            self.flush()  # the last progress, if unsent; the final report carries the log
+
+
+class _Flusher:
+    """One thread per process flushing every running context each second (a thread per
+    job cost more than a short job)."""
+
+    def __init__(self) -> None:
+        self._contexts: set[RunContext] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, context: RunContext) -> None:
+        with self._lock:
+            self._contexts.add(context)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="runpack-heartbeats", daemon=True
+                )
+                self._thread.start()
+
+    def remove(self, context: RunContext) -> None:
+        with self._lock:
+            self._contexts.discard(context)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL_S)
+            with self._lock:
+                running = list(self._contexts)
+            for context in running:
+                with context._flushing:
+                    if context in self._contexts:
+                        context.flush()
+
+
+_flusher = _Flusher()
 
 
 def run_plugin(plugin: Plugin, params: dict[str, Any], ctx: RunContext) -> JobOutcome:

@@ -95,3 +95,12 @@ class Publisher:
         if job_type not in self.served_types():
             return False
         return bool(self.publish([(job_id, job_type)]))
+
+    def send_announced(self, job_id: str, job_type: str) -> None:
+        """Send the message of a job submitted as being published; unmark it if that fails,
+        so beat sends it later."""
+        try:
+            self.send(job_id, job_type)
+        except Exception as exc:  # kombu raises transport-specific errors
+            log.warning("broker unreachable, job %s left for beat: %s", job_id, exc)
+            lifecycle.mark_published(self._engine, [job_id], published=False)

@@ -26,6 +26,7 @@ from runpack_api.schemas import (
 from runpack_tasks.errors import InvalidRequest, JobNotFound
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.hashing import job_hash
+from runpack_tasks.jobstore.lifecycle import SubmitOutcome
 from runpack_tasks.jobstore.models import JobStatus
 from runpack_tasks.jobstore.payloads import check_json
 
@@ -42,6 +43,15 @@ def _hash_request(body: JobRequest, runtime: Runtime) -> str:
         return job_hash(body.job_type, body.input_params)
     except ValueError as exc:
         raise InvalidRequest(f"input_params {exc}") from None
+
+
+def _submit(runtime: Runtime, body: JobRequest, digest: str) -> tuple[SubmitOutcome, bool]:
+    """Submit, announcing the message in the same write when a Celery worker serves the type."""
+    publishing = body.job_type in runtime.publisher.served_types()
+    outcome = lifecycle.submit(
+        runtime.engine, body.job_type, body.input_params, digest, publishing=publishing
+    )
+    return outcome, publishing and outcome.needs_publish
 
 
 def _validate_params(body: JobRequest, runtime: Runtime) -> None:
@@ -87,9 +97,7 @@ async def submit_job(
         runtime.metrics.submitted(body.job_type, cache_hit=True)
         return raw_json_response(cached)
     _validate_params(body, runtime)
-    outcome = await run_in_threadpool(
-        lifecycle.submit, runtime.engine, body.job_type, body.input_params, digest
-    )
+    outcome, publishing = await run_in_threadpool(_submit, runtime, body, digest)
     answer = presenters.submitted(outcome.job, created=outcome.created, requeued=outcome.requeued)
     runtime.metrics.submitted(
         body.job_type, cache_hit=outcome.job.status == JobStatus.COMPLETED.value
@@ -97,7 +105,8 @@ async def submit_job(
     if outcome.needs_publish:
         runtime.pending.notify()
         # after the response, so a slow or absent broker never delays the client
-        background.add_task(runtime.publisher.publish_if_served, outcome.job.id, body.job_type)
+        if publishing:
+            background.add_task(runtime.publisher.send_announced, outcome.job.id, body.job_type)
         return json_response(answer, 201 if outcome.created else 200, background=background)
     return raw_json_response(
         _encode_completed(runtime, ("submit", digest), answer, outcome.job.status)

@@ -76,11 +76,17 @@ def _update_one(
 
 
 def submit(
-    engine: Engine, job_type: str, input_params: dict[str, Any], digest: str | None = None
+    engine: Engine,
+    job_type: str,
+    input_params: dict[str, Any],
+    digest: str | None = None,
+    publishing: bool = False,
 ) -> SubmitOutcome:
     """Create the job for this hash, requeue it if it failed or expired, or return it as is.
 
     ``digest`` spares hashing again when the caller already has ``job_hash(...)``.
+    ``publishing`` records, in the same write, that the caller will send the job's message
+    (it calls ``mark_unpublished`` if sending fails).
     """
     digest = digest or job_hash(job_type, input_params)
     now = now_ms()
@@ -93,6 +99,7 @@ def submit(
         "created_at": now,
         "updated_at": now,
         "attempts": 0,
+        "published_at": now if publishing else None,
     }
     insert = _insert_ignoring_duplicates(engine).values(**row).returning(*JOBS.c)
     with engine.begin() as conn:
@@ -101,7 +108,7 @@ def submit(
         return SubmitOutcome(created, created=True, requeued=False)
     existing = _select_by_hash(engine, digest)
     if existing.status in {status.value for status in RESUBMITTABLE_STATUSES}:
-        requeued = resubmit(engine, existing.id)
+        requeued = resubmit(engine, existing.id, publishing=publishing)
         if requeued is not None:
             return SubmitOutcome(requeued, created=False, requeued=True)
         existing = _select_by_hash(engine, digest)
@@ -116,7 +123,7 @@ def _select_by_hash(engine: Engine, digest: str) -> Row[Any]:
     return found
 
 
-def resubmit(engine: Engine, job_id: str) -> Row[Any] | None:
+def resubmit(engine: Engine, job_id: str, publishing: bool = False) -> Row[Any] | None:
     """failed/expired -> pending, with a fresh attempt count and no old outcome."""
     return _update_one(
         engine,
@@ -124,7 +131,7 @@ def resubmit(engine: Engine, job_id: str) -> Row[Any] | None:
         RESUBMITTABLE_STATUSES,
         status=JobStatus.PENDING.value,
         attempts=0,
-        published_at=None,
+        published_at=now_ms() if publishing else None,
         claimed_by=None,
         claimed_at=None,
         last_heartbeat=None,
@@ -266,15 +273,16 @@ def reap(engine: Engine, *, heartbeat_timeout_s: float, max_attempts: int) -> Re
     )
 
 
-def mark_published(engine: Engine, job_ids: list[str]) -> None:
-    """Record that a Celery message went out for these jobs (those still pending)."""
+def mark_published(engine: Engine, job_ids: list[str], published: bool = True) -> None:
+    """Record that a Celery message went out for these jobs (those still pending), or, with
+    ``published=False``, that the message announced at submit could not be sent."""
     if not job_ids:
         return
     with engine.begin() as conn:
         conn.execute(
             sa.update(JOBS)
             .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.PENDING.value)
-            .values(published_at=now_ms())
+            .values(published_at=now_ms() if published else None)
         )
 
 

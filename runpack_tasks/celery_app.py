@@ -24,8 +24,8 @@ from runpack_tasks.settings import RunpackSettings
 #: How often an idle worker on the filesystem broker looks for new messages.
 FILESYSTEM_POLLING_INTERVAL_S = 0.1
 #: The filesystem broker deletes a message file when a worker fetches it, so holding
-#: one message per process buys no safety there, and it drains ~7x slower than with 4
-#: (bench/embedded_broker_bench.py). Lost fetched messages are republished by beat.
+#: one message per process buys no safety there, and it drains several times slower than
+#: with 4 (bench/embedded_broker_bench.py). Lost fetched messages are republished by beat.
 FILESYSTEM_PREFETCH = 4
 
 

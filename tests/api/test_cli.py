@@ -46,10 +46,16 @@ def alive(pid: int) -> bool:
 
 
 def stop(process: subprocess.Popen[str]) -> str:
-    """Ctrl-C, as a person would, to the whole foreground process group."""
+    """Ctrl-C, as a person would, to the whole foreground process group (SIGKILL to the
+    group if it has not stopped within a minute, so a failing test leaves nothing behind)."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(f"runpack up did not stop on Ctrl-C:\n{output}") from None
     return output
 
 

@@ -19,10 +19,6 @@ class InvalidRequest(RunpackError):
     status_code = 400
 
 
-class UnknownJobType(InvalidRequest):
-    """Raised when a job type is malformed or names no installed plugin where one is needed."""
-
-
 class NotAuthenticated(RunpackError):
     """Raised when the API key is missing, malformed, wrong or of another role."""
 

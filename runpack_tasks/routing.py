@@ -10,8 +10,3 @@ DEFAULT_QUEUE = "runpack.default"
 def queue_for(job_type: str) -> str:
     """The queue a job type's messages go to (job types are already safe as names)."""
     return f"{QUEUE_PREFIX}{job_type}"
-
-
-def job_type_of(queue: str) -> str | None:
-    """The job type a queue serves, or None for other queues."""
-    return queue.removeprefix(QUEUE_PREFIX) if queue.startswith(QUEUE_PREFIX) else None

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.engine import Row
 
-from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobStatus, now_ms
 
 AVAILABLE_JOBS_LIMIT = 50
@@ -48,11 +47,6 @@ def job_by_hash(engine: Engine, digest: str) -> Row[Any] | None:
     """The job with this hash, or None."""
     with engine.connect() as conn:
         return conn.execute(sa.select(JOBS).where(JOBS.c.job_hash == digest)).first()
-
-
-def job_for(engine: Engine, job_type: str, input_params: dict[str, Any]) -> Row[Any] | None:
-    """The job with this type and parameters, or None."""
-    return job_by_hash(engine, job_hash(job_type, input_params))
 
 
 def available_jobs(

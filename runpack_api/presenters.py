@@ -6,9 +6,11 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
+from runpack_tasks.jobstore.models import JobRow as StoredJob
 from runpack_tasks.jobstore.models import JobStatus
 
-JobRow = Row[Any]
+#: A whole job (from the state machine or a lookup) or a listing's summary row.
+JobRow = StoredJob | Row[Any]
 
 SUBMIT_MESSAGES = {
     JobStatus.PENDING: "Job is already queued",

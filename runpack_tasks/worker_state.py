@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from celery import Celery
 from sqlalchemy import Engine
-from sqlalchemy.engine import Row
 
 from runpack_tasks.execute import JobOutcome, RunContext
 from runpack_tasks.jobstore.db import create_db_engine
+from runpack_tasks.jobstore.models import JobRow
 from runpack_tasks.settings import RunpackSettings
 
 
@@ -24,7 +23,7 @@ from runpack_tasks.settings import RunpackSettings
 class Run:
     """A job this process claimed and is running."""
 
-    job: Row[Any]
+    job: JobRow
     context: RunContext | None = None
     outcome: JobOutcome | None = None
 

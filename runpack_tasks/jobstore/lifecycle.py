@@ -15,16 +15,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
 
+from runpack_tasks.jobstore import queries
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.models import (
     ACTIVE_STATUSES,
     JOBS,
     RESUBMITTABLE_STATUSES,
+    JobRow,
     JobStatus,
     now_ms,
 )
+from runpack_tasks.jobstore.statements import Statement
 
 TIMED_OUT_MESSAGE = "timed out: no heartbeat for {timeout_s:g} s"
 
@@ -33,7 +35,7 @@ TIMED_OUT_MESSAGE = "timed out: no heartbeat for {timeout_s:g} s"
 class SubmitOutcome:
     """What ``submit`` did: ``created`` and ``requeued`` tell the caller to publish."""
 
-    job: Row[Any]
+    job: JobRow
     created: bool
     requeued: bool
 
@@ -51,28 +53,128 @@ class ReapOutcome:
     failed: list[str]
 
 
-def _insert_ignoring_duplicates(engine: Engine) -> Any:
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(JOBS).on_conflict_do_nothing(index_elements=["job_hash"])
+def _param(name: str) -> Any:
+    return sa.bindparam(name, None)
 
 
-def _update_one(
-    engine: Engine,
-    job_id: str,
-    allowed_from: Iterable[JobStatus],
-    owner: str | None = None,
-    **values: Any,
-) -> Row[Any] | None:
-    """Apply ``values`` if the job's status is in ``allowed_from`` (and ``owner`` claimed it)."""
-    condition = sa.and_(
-        JOBS.c.id == job_id, JOBS.c.status.in_([status.value for status in allowed_from])
+def _keep_unless_given(column: str) -> Any:
+    """``COALESCE(:column, column)``: the parameter when not None, else what is stored."""
+    given = sa.bindparam(f"new_{column}", None, type_=JOBS.c[column].type)
+    return sa.func.coalesce(given, JOBS.c[column])
+
+
+def _transition(allowed_from: Iterable[JobStatus], *, owner: bool, **values: Any) -> Statement:
+    """``UPDATE jobs SET values WHERE id = :job_id AND status IN allowed_from
+    [AND claimed_by = :runner_id] RETURNING *``."""
+    allowed = [status.value for status in allowed_from]
+
+    def build(_dialect: str) -> Any:
+        condition = [JOBS.c.id == _param("job_id"), JOBS.c.status.in_(allowed)]
+        if owner:
+            condition.append(JOBS.c.claimed_by == _param("runner_id"))
+        return sa.update(JOBS).where(*condition).values(**values).returning(*JOBS.c)
+
+    return Statement(build)
+
+
+def _one(statement: Statement, engine: Engine, **params: Any) -> JobRow | None:
+    rows = statement.run(engine, params)
+    return JobRow._make(rows[0]) if rows else None
+
+
+def _build_insert(dialect: str) -> Any:
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(JOBS)
+    values = {name: _param(f"new_{name}") for name in JobRow._fields if name not in _INSERT_NULLS}
+    return (
+        insert.values(**values)
+        .on_conflict_do_nothing(index_elements=["job_hash"])
+        .returning(*JOBS.c)
     )
-    if owner is not None:
-        condition = sa.and_(condition, JOBS.c.claimed_by == owner)
-    values.setdefault("updated_at", now_ms())
-    statement = sa.update(JOBS).where(condition).values(**values).returning(*JOBS.c)
-    with engine.begin() as conn:
-        return conn.execute(statement).first()
+
+
+#: Columns a new job starts without.
+_INSERT_NULLS = frozenset(JobRow._fields) - {
+    "id",
+    "job_hash",
+    "job_type",
+    "input_params",
+    "status",
+    "created_at",
+    "updated_at",
+    "attempts",
+    "published_at",
+}
+_INSERT = Statement(_build_insert)
+_RESUBMIT = _transition(
+    RESUBMITTABLE_STATUSES,
+    owner=False,
+    status=JobStatus.PENDING.value,
+    attempts=0,
+    published_at=_param("published"),
+    updated_at=_param("now"),
+    claimed_by=None,
+    claimed_at=None,
+    last_heartbeat=None,
+    finished_at=None,
+    progress_current=None,
+    progress_total=None,
+    console_output=None,
+    output_data=None,
+    error_message=None,
+)
+_CLAIM = _transition(
+    [JobStatus.PENDING],
+    owner=False,
+    status=JobStatus.CLAIMED.value,
+    claimed_by=_param("runner_id"),
+    claimed_at=_param("now"),
+    last_heartbeat=_param("now"),
+    attempts=JOBS.c.attempts + 1,
+    updated_at=_param("now"),
+)
+_HEARTBEAT = _transition(
+    ACTIVE_STATUSES,
+    owner=True,
+    status=JobStatus.IN_PROGRESS.value,
+    last_heartbeat=_param("now"),
+    updated_at=_param("now"),
+    progress_current=_keep_unless_given("progress_current"),
+    progress_total=_keep_unless_given("progress_total"),
+    console_output=_keep_unless_given("console_output"),
+)
+_COMPLETE = _transition(
+    ACTIVE_STATUSES,
+    owner=True,
+    status=JobStatus.COMPLETED.value,
+    output_data=_param("new_output_data"),
+    finished_at=_param("now"),
+    updated_at=_param("now"),
+    error_message=None,
+    console_output=_keep_unless_given("console_output"),
+)
+_FAIL = _transition(
+    ACTIVE_STATUSES,
+    owner=True,
+    status=JobStatus.FAILED.value,
+    error_message=_param("new_error_message"),
+    finished_at=_param("now"),
+    updated_at=_param("now"),
+    console_output=_keep_unless_given("console_output"),
+)
+_RELEASE = _transition(
+    ACTIVE_STATUSES,
+    owner=True,
+    status=JobStatus.PENDING.value,
+    attempts=sa.case((JOBS.c.attempts > 0, JOBS.c.attempts - 1), else_=0),
+    published_at=None,
+    claimed_by=None,
+    claimed_at=None,
+    last_heartbeat=None,
+    updated_at=_param("now"),
+)
+_EXPIRE = _transition(
+    [JobStatus.COMPLETED], owner=False, status=JobStatus.EXPIRED.value, updated_at=_param("now")
+)
 
 
 def submit(
@@ -90,20 +192,19 @@ def submit(
     """
     digest = digest or job_hash(job_type, input_params)
     now = now_ms()
-    row = {
-        "id": str(uuid.uuid4()),
-        "job_hash": digest,
-        "job_type": job_type,
-        "input_params": input_params,
-        "status": JobStatus.PENDING.value,
-        "created_at": now,
-        "updated_at": now,
-        "attempts": 0,
-        "published_at": now if publishing else None,
-    }
-    insert = _insert_ignoring_duplicates(engine).values(**row).returning(*JOBS.c)
-    with engine.begin() as conn:
-        created = conn.execute(insert).first()
+    created = _one(
+        _INSERT,
+        engine,
+        new_id=str(uuid.uuid4()),
+        new_job_hash=digest,
+        new_job_type=job_type,
+        new_input_params=input_params,
+        new_status=JobStatus.PENDING.value,
+        new_created_at=now,
+        new_updated_at=now,
+        new_attempts=0,
+        new_published_at=now if publishing else None,
+    )
     if created is not None:
         return SubmitOutcome(created, created=True, requeued=False)
     existing = _select_by_hash(engine, digest)
@@ -115,49 +216,22 @@ def submit(
     return SubmitOutcome(existing, created=False, requeued=False)
 
 
-def _select_by_hash(engine: Engine, digest: str) -> Row[Any]:
-    with engine.connect() as conn:
-        found = conn.execute(sa.select(JOBS).where(JOBS.c.job_hash == digest)).first()
+def _select_by_hash(engine: Engine, digest: str) -> JobRow:
+    found = queries.job_by_hash(engine, digest)
     if found is None:  # deleted between our insert and this read: a rare admin race
         raise LookupError(f"job with hash {digest} vanished")
     return found
 
 
-def resubmit(engine: Engine, job_id: str, publishing: bool = False) -> Row[Any] | None:
+def resubmit(engine: Engine, job_id: str, publishing: bool = False) -> JobRow | None:
     """failed/expired -> pending, with a fresh attempt count and no old outcome."""
-    return _update_one(
-        engine,
-        job_id,
-        RESUBMITTABLE_STATUSES,
-        status=JobStatus.PENDING.value,
-        attempts=0,
-        published_at=now_ms() if publishing else None,
-        claimed_by=None,
-        claimed_at=None,
-        last_heartbeat=None,
-        finished_at=None,
-        progress_current=None,
-        progress_total=None,
-        console_output=None,
-        output_data=None,
-        error_message=None,
-    )
-
-
-def claim(engine: Engine, job_id: str, runner_id: str) -> Row[Any] | None:
-    """pending -> claimed by ``runner_id``; counts one attempt."""
     now = now_ms()
-    return _update_one(
-        engine,
-        job_id,
-        [JobStatus.PENDING],
-        status=JobStatus.CLAIMED.value,
-        claimed_by=runner_id,
-        claimed_at=now,
-        last_heartbeat=now,
-        attempts=JOBS.c.attempts + 1,
-        updated_at=now,
-    )
+    return _one(_RESUBMIT, engine, job_id=job_id, now=now, published=now if publishing else None)
+
+
+def claim(engine: Engine, job_id: str, runner_id: str) -> JobRow | None:
+    """pending -> claimed by ``runner_id``; counts one attempt."""
+    return _one(_CLAIM, engine, job_id=job_id, runner_id=runner_id, now=now_ms())
 
 
 def heartbeat(
@@ -168,21 +242,19 @@ def heartbeat(
     progress_current: int | None,
     progress_total: int | None,
     console_output: str | None,
-) -> Row[Any] | None:
-    """claimed/in_progress -> in_progress, recording progress and the log (claimer only)."""
-    now = now_ms()
-    values: dict[str, Any] = {
-        "status": JobStatus.IN_PROGRESS.value,
-        "last_heartbeat": now,
-        "updated_at": now,
-    }
-    if progress_current is not None:
-        values["progress_current"] = progress_current
-    if progress_total is not None:
-        values["progress_total"] = progress_total
-    if console_output is not None:
-        values["console_output"] = console_output
-    return _update_one(engine, job_id, ACTIVE_STATUSES, owner=runner_id, **values)
+) -> JobRow | None:
+    """claimed/in_progress -> in_progress, recording progress and the log (claimer only);
+    a value left None keeps what is stored."""
+    return _one(
+        _HEARTBEAT,
+        engine,
+        job_id=job_id,
+        runner_id=runner_id,
+        now=now_ms(),
+        new_progress_current=progress_current,
+        new_progress_total=progress_total,
+        new_console_output=console_output,
+    )
 
 
 def complete(
@@ -192,51 +264,37 @@ def complete(
     *,
     output_data: dict[str, Any],
     console_output: str | None,
-) -> Row[Any] | None:
+) -> JobRow | None:
     """claimed/in_progress -> completed with its result (claimer only)."""
-    now = now_ms()
-    values: dict[str, Any] = {
-        "status": JobStatus.COMPLETED.value,
-        "output_data": output_data,
-        "finished_at": now,
-        "updated_at": now,
-        "error_message": None,
-    }
-    if console_output is not None:
-        values["console_output"] = console_output
-    return _update_one(engine, job_id, ACTIVE_STATUSES, owner=runner_id, **values)
+    return _one(
+        _COMPLETE,
+        engine,
+        job_id=job_id,
+        runner_id=runner_id,
+        now=now_ms(),
+        new_output_data=output_data,
+        new_console_output=console_output,
+    )
 
 
 def fail(
     engine: Engine, job_id: str, runner_id: str, *, error_message: str, console_output: str | None
-) -> Row[Any] | None:
+) -> JobRow | None:
     """claimed/in_progress -> failed with its error (claimer only)."""
-    now = now_ms()
-    values: dict[str, Any] = {
-        "status": JobStatus.FAILED.value,
-        "error_message": error_message,
-        "finished_at": now,
-        "updated_at": now,
-    }
-    if console_output is not None:
-        values["console_output"] = console_output
-    return _update_one(engine, job_id, ACTIVE_STATUSES, owner=runner_id, **values)
-
-
-def release(engine: Engine, job_id: str, runner_id: str) -> Row[Any] | None:
-    """claimed/in_progress -> pending, giving back the attempt (claimer only)."""
-    return _update_one(
+    return _one(
+        _FAIL,
         engine,
-        job_id,
-        ACTIVE_STATUSES,
-        owner=runner_id,
-        status=JobStatus.PENDING.value,
-        attempts=sa.case((JOBS.c.attempts > 0, JOBS.c.attempts - 1), else_=0),
-        published_at=None,
-        claimed_by=None,
-        claimed_at=None,
-        last_heartbeat=None,
+        job_id=job_id,
+        runner_id=runner_id,
+        now=now_ms(),
+        new_error_message=error_message,
+        new_console_output=console_output,
     )
+
+
+def release(engine: Engine, job_id: str, runner_id: str) -> JobRow | None:
+    """claimed/in_progress -> pending, giving back the attempt (claimer only)."""
+    return _one(_RELEASE, engine, job_id=job_id, runner_id=runner_id, now=now_ms())
 
 
 def reap(engine: Engine, *, heartbeat_timeout_s: float, max_attempts: int) -> ReapOutcome:
@@ -286,9 +344,9 @@ def mark_published(engine: Engine, job_ids: list[str], published: bool = True) -
         )
 
 
-def expire(engine: Engine, job_id: str) -> Row[Any] | None:
+def expire(engine: Engine, job_id: str) -> JobRow | None:
     """completed -> expired, when its result is no longer valid."""
-    return _update_one(engine, job_id, [JobStatus.COMPLETED], status=JobStatus.EXPIRED.value)
+    return _one(_EXPIRE, engine, job_id=job_id, now=now_ms())
 
 
 def delete(engine: Engine, job_ids: Iterable[str]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -103,3 +103,26 @@ class Runner(SQLModel, table=True):
 
 JOBS = Job.__table__  # type: ignore[attr-defined]
 RUNNERS = Runner.__table__  # type: ignore[attr-defined]
+
+
+class JobRow(NamedTuple):
+    """A whole job row, its fields in the table's column order."""
+
+    id: str
+    job_hash: str
+    job_type: str
+    input_params: dict[str, Any]
+    status: str
+    created_at: int
+    updated_at: int
+    claimed_by: str | None
+    claimed_at: int | None
+    last_heartbeat: int | None
+    finished_at: int | None
+    progress_current: int | None
+    progress_total: int | None
+    console_output: str | None
+    output_data: dict[str, Any] | None
+    error_message: str | None
+    attempts: int
+    published_at: int | None

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.engine import Row
 
-from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobStatus, now_ms
+from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobRow, JobStatus, now_ms
+from runpack_tasks.jobstore.statements import Statement
 
 AVAILABLE_JOBS_LIMIT = 50
 RUNNER_RECENT_JOBS = 20
@@ -37,16 +38,20 @@ class Page:
     total: int
 
 
-def job_by_id(engine: Engine, job_id: str) -> Row[Any] | None:
+_BY_ID = Statement(lambda _d: sa.select(JOBS).where(JOBS.c.id == sa.bindparam("key", None)))
+_BY_HASH = Statement(lambda _d: sa.select(JOBS).where(JOBS.c.job_hash == sa.bindparam("key", None)))
+
+
+def job_by_id(engine: Engine, job_id: str) -> JobRow | None:
     """The job with this id, or None."""
-    with engine.connect() as conn:
-        return conn.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).first()
+    rows = _BY_ID.run(engine, {"key": job_id})
+    return JobRow._make(rows[0]) if rows else None
 
 
-def job_by_hash(engine: Engine, digest: str) -> Row[Any] | None:
+def job_by_hash(engine: Engine, digest: str) -> JobRow | None:
     """The job with this hash, or None."""
-    with engine.connect() as conn:
-        return conn.execute(sa.select(JOBS).where(JOBS.c.job_hash == digest)).first()
+    rows = _BY_HASH.run(engine, {"key": digest})
+    return JobRow._make(rows[0]) if rows else None
 
 
 def available_jobs(

@@ -63,15 +63,24 @@ def _keep_unless_given(column: str) -> Any:
     return sa.func.coalesce(given, JOBS.c[column])
 
 
+def _unindexed(column: Any) -> Any:
+    """The column's value in a form no index matches (NULL compares as '')."""
+    return sa.func.coalesce(column, "")
+
+
 def _transition(allowed_from: Iterable[JobStatus], *, owner: bool, **values: Any) -> Statement:
     """``UPDATE jobs SET values WHERE id = :job_id AND status IN allowed_from
     [AND claimed_by = :runner_id] RETURNING *``."""
     allowed = [status.value for status in allowed_from]
 
     def build(_dialect: str) -> Any:
-        condition = [JOBS.c.id == _param("job_id"), JOBS.c.status.in_(allowed)]
+        # status and claimed_by are wrapped in coalesce so that only the primary key can
+        # serve the lookup: a new worker's id, or a status rare when statistics were taken,
+        # looks as selective as the id to PostgreSQL's planner, which then picked the
+        # smaller (claimed_by, ...) or (status, ...) index and read every row it matched.
+        condition = [JOBS.c.id == _param("job_id"), _unindexed(JOBS.c.status).in_(allowed)]
         if owner:
-            condition.append(JOBS.c.claimed_by == _param("runner_id"))
+            condition.append(_unindexed(JOBS.c.claimed_by) == _param("runner_id"))
         return sa.update(JOBS).where(*condition).values(**values).returning(*JOBS.c)
 
     return Statement(build)

@@ -7,10 +7,12 @@ What it measures, in one run:
    does one Redis INCR. Its worker (``celery -A bench.raw_celery_app worker --pool prefork
    --concurrency 2``) runs as a subprocess; this process publishes N tasks with
    ``apply_async``. Rate = N / (first publish -> the last task's INCR).
-2. ``Runpack``: a fresh PostgreSQL database, ``runpack api``, ``runpack worker --types noop``
+2. ``Runpack``: a fresh PostgreSQL database, ``runpack api --no-access-log`` (raw Celery
+   logs nothing per task either), ``runpack worker --types noop``
    and ``runpack beat`` as subprocesses on the same Redis (another database number, flushed
    first). N ``noop`` jobs with unique parameters are submitted over HTTP (POST
-   /api/jobs/submit) from ``--client-threads`` keep-alive httpx clients. Rate = N / (first
+   /api/jobs/submit) from ``--client-threads`` keep-alive ``http.client`` connections
+   (``harness.LeanClient``: httpx would take 2 ms of the 2 cores per job). Rate = N / (first
    submit -> the last job's ``finished_at``, read from the database). The submit rate is
    N / (first submit -> last submit answered), measured while the worker runs alongside.
    The ratio Runpack / raw Celery of the medians is checked against ``--target-ratio``.
@@ -60,6 +62,7 @@ import httpx
 import psycopg
 import redis
 from harness import (
+    LeanClient,
     Processes,
     cpu_sample,
     cpu_usage,
@@ -348,17 +351,17 @@ def submit_jobs(base_url: str, key: str, n: int, tag: str, threads: int) -> tupl
 
     def submitter(offset: int) -> None:
         headers = {"Authorization": f"Bearer {key}"}
-        with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        with LeanClient(base_url, headers) as client:
             gate.wait()
             for i in range(offset, n, threads):
                 body = {"job_type": "noop", "input_params": {"bench": tag, "i": i}}
                 try:
-                    answer = client.post("/api/jobs/submit", json=body)
-                except httpx.HTTPError as exc:  # the API is gone (stopping), or broken
+                    status, text = client.post("/api/jobs/submit", body)
+                except OSError as exc:  # the API is gone (stopping), or broken
                     errors.append(repr(exc))
                     return
-                if answer.status_code != 201:
-                    errors.append(f"{answer.status_code} {answer.text[:200]}")
+                if status != 201:
+                    errors.append(f"{status} {text[:200]!r}")
                     return
 
     workers = [threading.Thread(target=submitter, args=(k,), daemon=True) for k in range(threads)]
@@ -383,7 +386,7 @@ def start_runpack(
     env = runpack_env(keys, database_url, broker_url)
     cli = [sys.executable, "-m", "runpack_api.cli"]
     port = free_port()
-    api_argv = [*cli, "api", "--host", "127.0.0.1", "--port", str(port)]
+    api_argv = [*cli, "api", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     api = procs.spawn("rp-api", [*api_argv, "--workers", str(args.api_workers)], env)
     base_url = f"http://127.0.0.1:{port}"
     wait_for(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -28,13 +29,16 @@ KEY_NAMES = ("RUNPACK_SUBMIT_API_KEY", "RUNPACK_RUNNER_API_KEY", "RUNPACK_ADMIN_
 #: How long ``up`` gives its worker and beat to stop before it kills them.
 CHILD_STOP_TIMEOUT_S = 20
 
+#: Celery's loggers of "Task ... received" and "Task ... succeeded" (failures are errors).
+PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
 TypesOption = Annotated[
     str | None,
     typer.Option("--types", help="Comma-separated job types (default: every installed plugin)."),
 ]
 
 
-def _serve_api(host: str, port: int, workers: int) -> None:
+def _serve_api(host: str, port: int, workers: int, access_log: bool = True) -> None:
     import uvicorn
 
     from runpack_tasks.jobstore import schema
@@ -49,6 +53,7 @@ def _serve_api(host: str, port: int, workers: int) -> None:
         workers=workers,
         proxy_headers=False,  # the API decides itself which proxies to trust
         log_level="info",
+        access_log=access_log,
     )
 
 
@@ -114,9 +119,12 @@ def api(
     host: HostOption = "127.0.0.1",
     port: PortOption = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.", min=1)] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (a proxy in front may log them instead).")
+    ] = True,
 ) -> None:
     """Serve the HTTP API (migrates the database first)."""
-    _serve_api(host, port, workers)
+    _serve_api(host, port, workers, access_log)
 
 
 def worker(
@@ -126,6 +134,13 @@ def worker(
     ] = None,
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads or solo.")] = "prefork",
     name: Annotated[str | None, typer.Option(help="Node name (default: unique).")] = None,
+    loglevel: Annotated[
+        str,
+        typer.Option(
+            help="DEBUG also logs every task received and finished (the job store records "
+            "each job anyway; those lines cost about half a millisecond per job)."
+        ),
+    ] = "INFO",
 ) -> None:
     """A Celery worker consuming exactly the given job types' queues."""
     from runpack_tasks.celery_app import make_celery
@@ -142,9 +157,12 @@ def worker(
         f"--queues={','.join(queue_for(t) for t in job_types)}",
         f"--hostname={node}",
         f"--pool={pool}",
-        "--loglevel=INFO",
+        f"--loglevel={loglevel.upper()}",
         "--without-mingle",
     ]
+    if loglevel.upper() != "DEBUG":
+        for logger in PER_TASK_LOGGERS:
+            logging.getLogger(logger).setLevel(logging.WARNING)
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
     app.worker_main(argv)

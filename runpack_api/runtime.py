@@ -65,5 +65,6 @@ class Runtime:
         )
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Send the messages still queued, then release the database connections."""
+        self.publisher.close()
         self.engine.dispose()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from queue import SimpleQueue
+from typing import Any
 
 import sqlalchemy as sa
 from celery import Celery
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 EXECUTE_TASK = "runpack.execute"
 #: The anonymous exchange delivers to the queue its routing key names, binding or not.
 DEFAULT_EXCHANGE = Exchange("")
+#: At most this many announced messages per producer checkout.
+MAX_BATCH = 100
 #: How long the set of types live Celery workers serve is reused before it is read again.
 LIVE_TYPES_TTL_S = 2.0
 
@@ -42,7 +46,11 @@ def live_celery_types(engine: Engine, active_s: float) -> set[str]:
 
 
 class Publisher:
-    """Publishes jobs for one process (the API or beat)."""
+    """Publishes jobs for one process (the API or beat).
+
+    ``announce`` hands a message to a sender thread and returns at once: a request never
+    waits for the broker, and a busy sender sends what queued up in one producer checkout.
+    """
 
     def __init__(self, app: Celery, engine: Engine, active_s: float) -> None:
         self._app = app
@@ -50,6 +58,9 @@ class Publisher:
         self._active_s = active_s
         self._lock = threading.Lock()
         self._live: tuple[float, set[str]] = (0.0, set())
+        self._queues: dict[str, Queue] = {}
+        self._outbox: SimpleQueue[tuple[str, str] | None] = SimpleQueue()
+        self._sender: threading.Thread | None = None
 
     def served_types(self) -> set[str]:
         """Types some live Celery worker consumes (cached for a moment)."""
@@ -62,15 +73,26 @@ class Publisher:
             self._live = (time.monotonic(), types)
         return types
 
-    def send(self, job_id: str, job_type: str) -> None:
+    def _queue(self, job_type: str) -> Queue:
+        queue = self._queues.get(job_type)
+        if queue is None:
+            name = queue_for(job_type)
+            queue = self._queues[job_type] = Queue(name, DEFAULT_EXCHANGE, routing_key=name)
+        return queue
+
+    def send(self, job_id: str, job_type: str, producer: Any = None) -> None:
         """Send the message; raises the broker's error if it cannot be reached."""
-        name = queue_for(job_type)
+        kwargs = {"job_type": job_type}
         self._app.send_task(
             EXECUTE_TASK,
             args=[job_id],
-            kwargs={"job_type": job_type},
-            queue=Queue(name, DEFAULT_EXCHANGE, routing_key=name),
+            kwargs=kwargs,
+            queue=self._queue(job_type),
             retry=False,
+            producer=producer,
+            # what Flower shows; repr of these plain values is what saferepr would give
+            argsrepr=repr([job_id]),
+            kwargsrepr=repr(kwargs),
         )
 
     def publish(self, jobs: list[tuple[str, str]]) -> list[str]:
@@ -78,16 +100,21 @@ class Publisher:
 
         Stops at the first broker error: the rest stay unpublished for beat to retry.
         """
+        sent = self._send_all(jobs)
+        lifecycle.mark_published(self._engine, sent)
+        return sent
+
+    def _send_all(self, jobs: list[tuple[str, str]]) -> list[str]:
         sent: list[str] = []
         try:
-            for job_id, job_type in jobs:
-                self.send(job_id, job_type)
-                sent.append(job_id)
+            with self._app.producer_or_acquire() as producer:
+                for job_id, job_type in jobs:
+                    self.send(job_id, job_type, producer)
+                    sent.append(job_id)
         except Exception as exc:  # kombu raises transport-specific errors
             log.warning(
                 "broker unreachable, %d job(s) left for beat: %s", len(jobs) - len(sent), exc
             )
-        lifecycle.mark_published(self._engine, sent)
         return sent
 
     def publish_if_served(self, job_id: str, job_type: str) -> bool:
@@ -96,11 +123,39 @@ class Publisher:
             return False
         return bool(self.publish([(job_id, job_type)]))
 
-    def send_announced(self, job_id: str, job_type: str) -> None:
-        """Send the message of a job submitted as being published; unmark it if that fails,
-        so beat sends it later."""
-        try:
-            self.send(job_id, job_type)
-        except Exception as exc:  # kombu raises transport-specific errors
-            log.warning("broker unreachable, job %s left for beat: %s", job_id, exc)
-            lifecycle.mark_published(self._engine, [job_id], published=False)
+    def announce(self, job_id: str, job_type: str) -> None:
+        """Have the sender thread send the message of a job submitted as being published;
+        if that fails the job is unmarked, so beat sends it later."""
+        self._outbox.put((job_id, job_type))
+        if self._sender is None or not self._sender.is_alive():
+            with self._lock:
+                if self._sender is None or not self._sender.is_alive():
+                    self._sender = threading.Thread(
+                        target=self._send_announced, name="runpack-publisher", daemon=True
+                    )
+                    self._sender.start()
+
+    def _send_announced(self) -> None:
+        while True:
+            jobs: list[tuple[str, str]] = []
+            item = self._outbox.get()
+            while item is not None:
+                jobs.append(item)
+                if len(jobs) >= MAX_BATCH or self._outbox.empty():
+                    break
+                item = self._outbox.get()
+            if jobs:
+                sent = set(self._send_all(jobs))
+                unsent = [job_id for job_id, _ in jobs if job_id not in sent]
+                if unsent:
+                    lifecycle.mark_published(self._engine, unsent, published=False)
+            if item is None:
+                return
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what was announced (waiting up to ``timeout_s``), then stop the sender;
+        whatever is left unsent has its mark and reaches beat's lost-message count."""
+        sender = self._sender
+        if sender is not None and sender.is_alive():
+            self._outbox.put(None)
+            sender.join(timeout_s)

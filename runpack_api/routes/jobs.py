@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Response
+from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from runner_plugins import InvalidParams
@@ -84,9 +84,7 @@ def _encode_completed(
         413: {"model": ErrorBody},
     },
 )
-async def submit_job(
-    body: JobRequest, runtime: SubmitRate, background: BackgroundTasks
-) -> Response:
+async def submit_job(body: JobRequest, runtime: SubmitRate) -> Response:
     """Create a job, or return the existing one (with its result when completed).
 
     A failed or expired job is requeued. 201 when this call created the job. Parameters
@@ -104,10 +102,9 @@ async def submit_job(
     )
     if outcome.needs_publish:
         runtime.pending.notify()
-        # after the response, so a slow or absent broker never delays the client
-        if publishing:
-            background.add_task(runtime.publisher.send_announced, outcome.job.id, body.job_type)
-        return json_response(answer, 201 if outcome.created else 200, background=background)
+        if publishing:  # sent by the publisher's thread: a slow broker never delays the client
+            runtime.publisher.announce(outcome.job.id, body.job_type)
+        return json_response(answer, 201 if outcome.created else 200)
     return raw_json_response(
         _encode_completed(runtime, ("submit", digest), answer, outcome.job.status)
     )

@@ -464,7 +464,7 @@ def rss_text(rss: list[tuple[int, int]]) -> str:
 def duplicate_messages(log_dir: Path) -> int:
     """Messages the Runpack worker skipped because their job was no longer pending."""
     return sum(
-        path.read_text(errors="replace").count("not pending")
+        path.read_text(errors="replace").count("is no longer pending")
         for path in log_dir.glob("rp-worker*.log")
     )
 

@@ -7,6 +7,7 @@ long silent step is not mistaken for a dead runner), and once more at the end.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -117,32 +118,32 @@ class RunContext:
 
 class _Flusher:
     """One thread per process flushing every running context each second (a thread per
-    job cost more than a short job)."""
+    job cost more than a short job). Registering is a dict insertion: atomic, no lock."""
 
     def __init__(self) -> None:
-        self._contexts: set[RunContext] = set()
+        self._contexts: dict[RunContext, None] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._pid = 0
 
     def add(self, context: RunContext) -> None:
-        with self._lock:
-            self._contexts.add(context)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="runpack-heartbeats", daemon=True
-                )
-                self._thread.start()
+        self._contexts[context] = None
+        if self._pid != os.getpid():  # not started yet, or inherited across a fork
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._thread = threading.Thread(
+                        target=self._loop, name="runpack-heartbeats", daemon=True
+                    )
+                    self._thread.start()
+                    self._pid = os.getpid()
 
     def remove(self, context: RunContext) -> None:
-        with self._lock:
-            self._contexts.discard(context)
+        self._contexts.pop(context, None)
 
     def _loop(self) -> None:
         while True:
             time.sleep(FLUSH_INTERVAL_S)
-            with self._lock:
-                running = list(self._contexts)
-            for context in running:
+            for context in list(self._contexts):
                 with context._flushing:
                     if context in self._contexts:
                         context.flush()

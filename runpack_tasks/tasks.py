@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 from celery import Task, shared_task
 
@@ -12,18 +12,25 @@ from runpack_tasks.jobstore import lifecycle
 from runpack_tasks.jobstore.payloads import check_json
 from runpack_tasks.worker_state import Run, state_of
 
+log = logging.getLogger(__name__)
+
 
 class JobFailed(Exception):
     """Raised by the task when the job's plugin failed; the message is the job's error."""
 
 
 @shared_task(name="runpack.execute", bind=True)
-def execute(self: Task, job_id: str, job_type: str | None = None) -> dict[str, Any]:
-    """Run the job if it is still pending; a late message for a taken job does nothing."""
+def execute(self: Task, job_id: str, job_type: str | None = None) -> None:
+    """Run the job if it is still pending; a late message for a taken job does nothing.
+
+    Nothing is returned: the outcome goes to the job store (the signals write it), and
+    there is no result backend.
+    """
     state = state_of(self.app)
     job = lifecycle.claim(state.engine, job_id, state.runner_id)
     if job is None:
-        return {"job_id": job_id, "skipped": "not pending"}
+        log.info("job %s is no longer pending: message acknowledged", job_id)
+        return
     run = Run(job)
     state.runs[self.request.id] = run
     plugin = get_plugin(job.job_type)
@@ -51,4 +58,3 @@ def execute(self: Task, job_id: str, job_type: str | None = None) -> dict[str, A
     if run.outcome.error_message is not None:
         raise JobFailed(run.outcome.error_message)
     check_json("output_data", run.outcome.output_data, state.settings.max_output_bytes)
-    return {"job_id": job_id, "job_type": job.job_type, "completed": True}

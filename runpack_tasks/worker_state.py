@@ -6,6 +6,7 @@ in progress are kept by task id so the signals can finish them.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ class WorkerState:
     @property
     def engine(self) -> Engine:
         """This process's engine (a forked child makes its own)."""
+        made = self._engine
+        if made is not None and made[0] == os.getpid():
+            return made[1]
         with self._lock:
             if self._engine is None or self._engine[0] != os.getpid():
                 self._engine = (
@@ -49,7 +53,7 @@ class WorkerState:
                 )
             return self._engine[1]
 
-    @property
+    @functools.cached_property
     def runner_id(self) -> str:
         """The id this worker is registered under (its Celery node name)."""
         return str(self.app.conf.get("runpack_runner_id") or "celery-worker")

@@ -1,0 +1,109 @@
+"""Precompiled statements: dialects, JSON, errors, and the plans PostgreSQL picks for them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from runpack_tasks.jobstore.db import create_db_engine
+from runpack_tasks.jobstore.lifecycle import claim, complete, submit
+from runpack_tasks.jobstore.models import JOBS, JobRow
+from runpack_tasks.jobstore.statements import Statement
+from tests.support import IN_CI, postgres_backend, unique_params, wait_for
+
+BY_TYPE = Statement(
+    lambda _dialect: (
+        sa.select(JOBS.c.id, JOBS.c.input_params)
+        .where(JOBS.c.job_type == sa.bindparam("job_type", None))
+        .order_by(JOBS.c.created_at)
+    )
+)
+
+
+def test_job_row_follows_the_table() -> None:
+    assert JobRow._fields == tuple(JOBS.c.keys())
+
+
+def test_json_goes_in_and_comes_back_as_values(engine: Engine) -> None:
+    params = {"nested": {"list": [1, 2.5, "x", None, True]}, "text": "é ☃"}
+    job = submit(engine, "json", params).job
+    assert job.input_params == params
+    rows = BY_TYPE.run(engine, {"job_type": "json"})
+    assert rows == [(job.id, params)]
+    claim(engine, job.id, "r")
+    done = complete(engine, job.id, "r", output_data={"out": [params]}, console_output=None)
+    assert done is not None and done.output_data == {"out": [params]}
+
+
+def test_a_failing_statement_raises_and_leaves_the_pool_usable(engine: Engine) -> None:
+    broken = Statement(lambda _dialect: sa.text("SELECT * FROM no_such_table"))
+    with pytest.raises(Exception, match="no_such_table"):
+        broken.run(engine, {})
+    job = submit(engine, "after-error", unique_params()).job
+    assert BY_TYPE.run(engine, {"job_type": "after-error"}) == [(job.id, job.input_params)]
+
+
+def test_each_transition_commits_on_its_own(engine: Engine) -> None:
+    job = submit(engine, "commit", unique_params()).job
+    claim(engine, job.id, "r")
+    # a new connection, outside any transaction of ours, sees the claim
+    fresh = sa.create_engine(engine.url)
+    try:
+        with fresh.connect() as conn:
+            status = conn.execute(sa.select(JOBS.c.status).where(JOBS.c.id == job.id)).scalar()
+        assert status == "claimed"
+    finally:
+        fresh.dispose()
+
+
+@pytest.fixture
+def pg_engine(tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a fresh PostgreSQL database (the planner question is PostgreSQL's)."""
+    backend = postgres_backend()
+    if backend is None:
+        if IN_CI:
+            pytest.fail("RUNPACK_TEST_DATABASE_URL is not set; CI must test PostgreSQL")
+        pytest.skip("RUNPACK_TEST_DATABASE_URL is not set")
+    with backend.fresh_database(tmp_path) as url:
+        engine = create_db_engine(url)
+        yield engine
+        engine.dispose()
+
+
+def test_postgresql_finds_jobs_by_primary_key_only(pg_engine: Engine) -> None:
+    """Once psycopg prepares a transition, PostgreSQL plans it for any runner id and
+    status; that generic plan took the (claimed_by, ...) index for completions and the
+    (status, ...) one for claims, reading every row the runner had claimed (1.2 million
+    index entries for 1 500 jobs). Only the primary key may serve a transition."""
+    jobs = 300
+    for _ in range(jobs):
+        job = submit(pg_engine, "plan", unique_params()).job
+        claim(pg_engine, job.id, "worker")
+        complete(pg_engine, job.id, "worker", output_data={}, console_output=None)
+    url = pg_engine.url
+    pg_engine.dispose()  # a backend reports its statistics as it exits
+
+    def index_reads() -> dict[str, tuple[int, int]]:
+        observer = sa.create_engine(url)
+        try:
+            with observer.connect() as conn:
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT indexrelname, idx_scan, idx_tup_read FROM pg_stat_user_indexes"
+                        " WHERE relname = 'jobs'"
+                    )
+                ).all()
+        finally:
+            observer.dispose()
+        return {name: (scans, reads) for name, scans, reads in rows}
+
+    reads = wait_for(
+        lambda: (found := index_reads())["jobs_pkey"][0] >= 2 * jobs and found,
+        what="the claim and completion lookups in the index statistics",
+    )
+    others = {name: read for name, (_, read) in reads.items() if name.startswith("ix_jobs")}
+    assert sum(others.values()) == 0, others

@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery
 
-from runpack_tasks import fsbroker
+from runpack_tasks import fsbroker, redisbroker
 from runpack_tasks.routing import DEFAULT_QUEUE
 from runpack_tasks.settings import RunpackSettings
 
@@ -56,6 +56,7 @@ def make_celery(settings: RunpackSettings) -> Celery:
     """The Celery app for ``settings`` (no connection is opened here)."""
     is_filesystem = filesystem_folder(settings.broker_url) is not None
     broker_url = fsbroker.register() if is_filesystem else settings.broker_url
+    redisbroker.register()
     app = Celery("runpack", broker=broker_url, set_as_current=False)
     app.conf.update(
         broker_transport_options=broker_options(settings),

@@ -20,6 +20,11 @@ What it measures, in one run:
    its pool children) is read after 100 jobs and after ``--memory-jobs`` jobs; the growth
    is checked against ``--target-growth`` percent. ``--skip-memory`` leaves this out.
 
+Runpack's Celery app uses its own Redis channel (``runpack_tasks/redisbroker.py``: kombu's,
+reusing one redis client where kombu builds one per command). Raw Celery runs on kombu's
+own channel, the baseline the target is about; ``--raw-channel runpack`` gives it
+Runpack's channel too, which shows how much of the ratio that channel accounts for.
+
 The raw and Runpack repetitions are interleaved (raw 1, Runpack 1, raw 2, ...), so a slow
 period of this noisy VM hits both alike; the table shows ``median [min-max]``. Before each
 repetition the script waits (up to ``--quiet-wait`` s) until processes outside the
@@ -113,6 +118,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--client-threads", type=int, default=4, help="concurrent HTTP submitters (default 4)")
     add("--api-workers", type=int, default=1, help="uvicorn processes of runpack api")
     add("--raw-events", action="store_true", help="raw Celery sends task events like Runpack")
+    add(
+        "--raw-channel",
+        choices=("kombu", "runpack"),
+        default="kombu",
+        help="raw Celery's Redis channel: kombu's own (default), or Runpack's, which reuses "
+        "one redis client per channel",
+    )
     add("--redis-host", default="127.0.0.1:6379", help="host:port of Redis")
     add("--raw-redis-db", type=int, default=12, help="Redis db of raw Celery (flushed)")
     add("--runpack-redis-db", type=int, default=13, help="Redis db of Runpack (flushed)")
@@ -250,11 +262,12 @@ def start_raw_celery(procs: Processes, args: argparse.Namespace) -> RawCelery:
         "PYTHONPATH": str(ROOT),
         "RAW_CELERY_BROKER_URL": broker_url,
         "RAW_CELERY_EVENTS": "1" if args.raw_events else "0",
+        "RAW_CELERY_CHANNEL": args.raw_channel,
     }
     argv = [sys.executable, "-m", "celery", "-A", "bench.raw_celery_app", "worker"]
     argv += ["-Q", queue, "--pool", args.pool, "--concurrency", str(args.concurrency)]
     proc = procs.spawn("raw-worker", argv, env)
-    app = make_app(broker_url, events=args.raw_events)
+    app = make_app(broker_url, events=args.raw_events, channel=args.raw_channel)
     raw = RawCelery(broker_url, queue, proc, app, client)
     raw.run(WARMUP_JOBS, "warmup")  # the worker is up once these ran
     return raw
@@ -532,6 +545,7 @@ def print_header(args: argparse.Namespace) -> None:
         f"celery_bench: N={args.jobs} reps={args.reps} pool={args.pool} "
         f"c={args.concurrency} client threads={args.client_threads} "
         f"api workers={args.api_workers} raw events={args.raw_events} "
+        f"raw channel={args.raw_channel} "
         f"memory={'skip' if args.skip_memory else args.memory_jobs}; "
         f"nproc={os.cpu_count()} loadavg {' '.join(load)}"
     )

@@ -15,6 +15,8 @@ and reads its configuration from the environment:
 - ``RAW_CELERY_BROKER_URL``  the broker (default ``redis://127.0.0.1:6379/12``)
 - ``RAW_CELERY_PREFETCH``    the prefetch multiplier (default 1)
 - ``RAW_CELERY_EVENTS``      ``1`` to send task events as Runpack does (default 0)
+- ``RAW_CELERY_CHANNEL``     ``runpack`` to use Runpack's Redis channel (one redis client
+  per channel, ``runpack_tasks/redisbroker.py``) instead of kombu's (default ``kombu``)
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import time
 
 import redis
 from celery import Celery
+
+from runpack_tasks import redisbroker
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/12"
 TASK_NAME = "bench.raw.noop"
@@ -39,8 +43,15 @@ def counter(broker_url: str) -> redis.Redis:
     return _counter[1]
 
 
-def make_app(broker_url: str, prefetch: int = 1, events: bool = False) -> Celery:
-    """The baseline app; ``events`` adds Runpack's task events (sent, received, ...)."""
+def make_app(
+    broker_url: str, prefetch: int = 1, events: bool = False, channel: str = "kombu"
+) -> Celery:
+    """The baseline app; ``events`` adds Runpack's task events (sent, received, ...), and
+    ``channel="runpack"`` Runpack's Redis channel."""
+    if channel == "runpack":
+        redisbroker.register()
+    elif channel != "kombu":
+        raise ValueError(f"unknown channel {channel!r}: kombu or runpack")
     app = Celery("raw_bench", broker=broker_url, set_as_current=False)
     app.conf.update(
         broker_connection_retry_on_startup=True,
@@ -68,4 +79,5 @@ app = make_app(
     os.environ.get("RAW_CELERY_BROKER_URL", DEFAULT_BROKER_URL),
     prefetch=int(os.environ.get("RAW_CELERY_PREFETCH", "1")),
     events=os.environ.get("RAW_CELERY_EVENTS", "0") == "1",
+    channel=os.environ.get("RAW_CELERY_CHANNEL", "kombu"),
 )

@@ -32,10 +32,15 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {message}" if where else message
 
 
-async def _runpack_error(_request: Request, exc: Exception) -> Any:
-    assert isinstance(exc, RunpackError)
+def runpack_error_response(exc: RunpackError) -> Any:
+    """The response for one of Runpack's own errors."""
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
     return error_response(exc.status_code, exc.message, headers)
+
+
+async def _runpack_error(_request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, RunpackError)
+    return runpack_error_response(exc)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Any:

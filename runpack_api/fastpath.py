@@ -1,24 +1,31 @@
-"""Cached completed results answered before routing: the cache-hit fast path.
+"""Submits and cached completed results answered before routing: the fast path.
 
 A submit, check or status request whose completed answer is in this process's
 ResultCache is answered here, after the same key check and rate limit the routes apply
 (the same functions their dependencies call), without FastAPI's routing, dependency
-resolution and body validation, which cost more than the answer itself. Anything else (a
-miss, a body the routes would refuse, a refused key) goes on to the routes with its body
+resolution and body validation, which cost more than the answer itself. A submit that
+misses the cache, with a body that ``JobRequest`` accepts, is handed to the submit route's
+own function with the same checks done first. Anything else (a check or status miss, a
+body the routes would refuse, a refused key) goes on to the routes with its body
 replayed, and they answer it in full.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runpack_api.deps import Role, authenticate, count_request
+from runpack_api.errors import runpack_error_response
 from runpack_api.jsonbody import parse_json, raw_json_response
 from runpack_api.ratelimit import RateCategory
+from runpack_api.routes import jobs
 from runpack_api.runtime import Runtime
+from runpack_api.schemas import JobRequest
 from runpack_tasks.errors import RunpackError
 from runpack_tasks.jobstore.hashing import job_hash
 
@@ -26,26 +33,48 @@ JOBS_PREFIX = "/api/jobs/"
 BODY_ROUTES = {"submit", "check"}
 
 
-def _cache_key(method: str, path: str, body: bytes) -> tuple[tuple[str, str], str] | None:
-    """The ResultCache key this request would be answered from, if it is well formed, and
-    its job type (empty for status)."""
-    tail = path[len(JOBS_PREFIX) :]
+@dataclass(frozen=True)
+class _Parsed:
+    """What the fast path read of a request: its ResultCache key, and a submit's body."""
+
+    key: tuple[str, str]
+    job_type: str  # empty for status
+    body: JobRequest | None = None  # a submit body JobRequest accepts
+
+
+def _declares_json(scope: Scope) -> bool:
+    """FastAPI's rule: a body is JSON without a content type, or with application/json
+    or application/*+json."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            mime: bytes = value.split(b";", 1)[0].strip().lower()
+            main, _, sub = mime.partition(b"/")
+            return main == b"application" and (sub == b"json" or sub.endswith(b"+json"))
+    return True
+
+
+def _parse(scope: Scope, body: bytes) -> _Parsed | None:
+    """The ResultCache key this request would be answered from, if it is well formed."""
+    method, tail = scope["method"], scope["path"][len(JOBS_PREFIX) :]
     if method == "GET" and tail and "/" not in tail and tail not in BODY_ROUTES:
-        return ("status", tail), ""
-    if method != "POST" or tail not in BODY_ROUTES:
+        return _Parsed(("status", tail), "")
+    if method != "POST" or tail not in BODY_ROUTES or not _declares_json(scope):
         return None
     try:
         document = parse_json(body)
         job_type, params = document["job_type"], document["input_params"]
         if not isinstance(job_type, str) or not isinstance(params, dict):
             return None
-        return (tail, job_hash(job_type, params)), job_type
+        key = (tail, job_hash(job_type, params))
+        if tail != "submit":
+            return _Parsed(key, job_type)
+        return _Parsed(key, job_type, JobRequest.model_validate(document))
     except Exception:  # anything the routes would refuse is theirs to refuse
         return None
 
 
-class CompletedFastPath:
-    """ASGI middleware answering cache hits for submit, check and status."""
+class JobsFastPath:
+    """ASGI middleware answering submits, and cache hits for check and status."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
@@ -56,15 +85,27 @@ class CompletedFastPath:
             await self.app(scope, receive, send)
             return
         body, receive = await self._buffered(receive)
-        found = _cache_key(scope["method"], scope["path"], body)
-        cached = self.runtime.results.get(found[0]) if found is not None else None
-        if found is None or cached is None or not await self._allowed(scope, found[0][0]):
+        parsed = _parse(scope, body)
+        if parsed is None:
             await self.app(scope, receive, send)
             return
-        (route, _), job_type = found
-        if route == "submit":
-            self.runtime.metrics.submitted(job_type, cache_hit=True)
-        await raw_json_response(cached)(scope, receive, send)
+        route = parsed.key[0]
+        cached = self.runtime.results.get(parsed.key)
+        if (cached is None and parsed.body is None) or not await self._allowed(scope, route):
+            await self.app(scope, receive, send)
+            return
+        response: Response
+        if cached is not None:
+            if route == "submit":
+                self.runtime.metrics.submitted(parsed.job_type, cache_hit=True)
+            response = raw_json_response(cached)
+        else:
+            assert parsed.body is not None
+            try:
+                response = await jobs.submit(self.runtime, parsed.body, parsed.key[1])
+            except RunpackError as exc:
+                response = runpack_error_response(exc)
+        await response(scope, receive, send)
 
     async def _allowed(self, scope: Scope, route: str) -> bool:
         request = Request(scope)

@@ -37,8 +37,11 @@ router = APIRouter(
 )
 
 
-def _hash_request(body: JobRequest, runtime: Runtime) -> str:
+def _hash_request(body: JobRequest, runtime: Runtime, digest: str | None = None) -> str:
+    """The job's hash (``digest`` when the caller has it), once its size is checked."""
     check_json("input_params", body.input_params, runtime.settings.max_input_bytes)
+    if digest is not None:
+        return digest
     try:
         return job_hash(body.job_type, body.input_params)
     except ValueError as exc:
@@ -90,7 +93,13 @@ async def submit_job(body: JobRequest, runtime: SubmitRate) -> Response:
     A failed or expired job is requeued. 201 when this call created the job. Parameters
     are validated by the job type's plugin when this API host has it installed.
     """
-    digest = _hash_request(body, runtime)
+    return await submit(runtime, body)
+
+
+async def submit(runtime: Runtime, body: JobRequest, digest: str | None = None) -> Response:
+    """The submit route's work, once the key and rate limit are checked; ``digest`` is
+    the job's hash when the caller computed it already (the fast path)."""
+    digest = _hash_request(body, runtime, digest)
     if (cached := runtime.results.get(("submit", digest))) is not None:
         runtime.metrics.submitted(body.job_type, cache_hit=True)
         return raw_json_response(cached)

@@ -124,18 +124,21 @@ class _Flusher:
         self._contexts: dict[RunContext, None] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = 0
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        """A forked child has none of its parent's threads, nor its running jobs."""
+        self._contexts, self._lock, self._thread = {}, threading.Lock(), None
 
     def add(self, context: RunContext) -> None:
         self._contexts[context] = None
-        if self._pid != os.getpid():  # not started yet, or inherited across a fork
+        if self._thread is None:
             with self._lock:
-                if self._pid != os.getpid():
+                if self._thread is None:
                     self._thread = threading.Thread(
                         target=self._loop, name="runpack-heartbeats", daemon=True
                     )
                     self._thread.start()
-                    self._pid = os.getpid()
 
     def remove(self, context: RunContext) -> None:
         self._contexts.pop(context, None)

@@ -35,23 +35,32 @@ class WorkerState:
     def __init__(self, app: Celery) -> None:
         self.app = app
         self.settings: RunpackSettings = app.runpack_settings  # type: ignore[attr-defined]
-        self._engine: tuple[int, Engine] | None = None
+        self._engine: Engine | None = None
         self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget_engine)
         self.runs: dict[str, Run] = {}
 
     @property
     def engine(self) -> Engine:
         """This process's engine (a forked child makes its own)."""
         made = self._engine
-        if made is not None and made[0] == os.getpid():
-            return made[1]
+        if made is not None:
+            return made
         with self._lock:
-            if self._engine is None or self._engine[0] != os.getpid():
-                self._engine = (
-                    os.getpid(),
-                    create_db_engine(self.settings.database_url, pool_size=2),
-                )
-            return self._engine[1]
+            if self._engine is None:
+                self._engine = create_db_engine(self.settings.database_url, pool_size=2)
+            return self._engine
+
+    def _forget_engine(self) -> None:
+        """In a forked child: the parent's connections are not this process's to use.
+
+        The parent's engine is kept, unused: collecting it would close its connections,
+        and closing a connection tells the server to end the session the parent still uses.
+        """
+        if self._engine is not None:
+            _INHERITED_ENGINES.append(self._engine)
+        self._engine = None
+        self._lock = threading.Lock()
 
     @functools.cached_property
     def runner_id(self) -> str:
@@ -65,6 +74,8 @@ class WorkerState:
 
 
 _states: dict[int, WorkerState] = {}
+#: Engines a forked child inherited (see ``WorkerState._forget_engine``).
+_INHERITED_ENGINES: list[Engine] = []
 
 
 def state_of(app: Celery) -> WorkerState:

@@ -132,9 +132,9 @@ class _Flusher:
 
     def add(self, context: RunContext) -> None:
         self._contexts[context] = None
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             with self._lock:
-                if self._thread is None:
+                if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(
                         target=self._loop, name="runpack-heartbeats", daemon=True
                     )

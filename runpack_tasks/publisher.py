@@ -148,9 +148,15 @@ class Publisher:
                 sent = set(self._send_all(jobs))
                 unsent = [job_id for job_id, _ in jobs if job_id not in sent]
                 if unsent:
-                    lifecycle.mark_published(self._engine, unsent, published=False)
+                    self._unmark(unsent)
             if item is None:
                 return
+
+    def _unmark(self, job_ids: list[str]) -> None:
+        try:
+            lifecycle.mark_published(self._engine, job_ids, published=False)
+        except Exception:  # the store is down too: beat counts them as lost instead
+            log.exception("could not unmark %d unsent job(s)", len(job_ids))
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Send what was announced (waiting up to ``timeout_s``), then stop the sender;

@@ -86,11 +86,6 @@ def _transition(allowed_from: Iterable[JobStatus], *, owner: bool, **values: Any
     return Statement(build)
 
 
-def _one(statement: Statement, engine: Engine, **params: Any) -> JobRow | None:
-    rows = statement.run(engine, params)
-    return JobRow._make(rows[0]) if rows else None
-
-
 def _build_insert(dialect: str) -> Any:
     insert = (postgresql if dialect == "postgresql" else sqlite).insert(JOBS)
     values = {name: _param(f"new_{name}") for name in JobRow._fields if name not in _INSERT_NULLS}
@@ -201,7 +196,7 @@ def submit(
     """
     digest = digest or job_hash(job_type, input_params)
     now = now_ms()
-    created = _one(
+    created = queries.first_job(
         _INSERT,
         engine,
         new_id=str(uuid.uuid4()),
@@ -235,12 +230,14 @@ def _select_by_hash(engine: Engine, digest: str) -> JobRow:
 def resubmit(engine: Engine, job_id: str, publishing: bool = False) -> JobRow | None:
     """failed/expired -> pending, with a fresh attempt count and no old outcome."""
     now = now_ms()
-    return _one(_RESUBMIT, engine, job_id=job_id, now=now, published=now if publishing else None)
+    return queries.first_job(
+        _RESUBMIT, engine, job_id=job_id, now=now, published=now if publishing else None
+    )
 
 
 def claim(engine: Engine, job_id: str, runner_id: str) -> JobRow | None:
     """pending -> claimed by ``runner_id``; counts one attempt."""
-    return _one(_CLAIM, engine, job_id=job_id, runner_id=runner_id, now=now_ms())
+    return queries.first_job(_CLAIM, engine, job_id=job_id, runner_id=runner_id, now=now_ms())
 
 
 def heartbeat(
@@ -254,7 +251,7 @@ def heartbeat(
 ) -> JobRow | None:
     """claimed/in_progress -> in_progress, recording progress and the log (claimer only);
     a value left None keeps what is stored."""
-    return _one(
+    return queries.first_job(
         _HEARTBEAT,
         engine,
         job_id=job_id,
@@ -275,7 +272,7 @@ def complete(
     console_output: str | None,
 ) -> JobRow | None:
     """claimed/in_progress -> completed with its result (claimer only)."""
-    return _one(
+    return queries.first_job(
         _COMPLETE,
         engine,
         job_id=job_id,
@@ -290,7 +287,7 @@ def fail(
     engine: Engine, job_id: str, runner_id: str, *, error_message: str, console_output: str | None
 ) -> JobRow | None:
     """claimed/in_progress -> failed with its error (claimer only)."""
-    return _one(
+    return queries.first_job(
         _FAIL,
         engine,
         job_id=job_id,
@@ -303,7 +300,7 @@ def fail(
 
 def release(engine: Engine, job_id: str, runner_id: str) -> JobRow | None:
     """claimed/in_progress -> pending, giving back the attempt (claimer only)."""
-    return _one(_RELEASE, engine, job_id=job_id, runner_id=runner_id, now=now_ms())
+    return queries.first_job(_RELEASE, engine, job_id=job_id, runner_id=runner_id, now=now_ms())
 
 
 def reap(engine: Engine, *, heartbeat_timeout_s: float, max_attempts: int) -> ReapOutcome:
@@ -355,7 +352,7 @@ def mark_published(engine: Engine, job_ids: list[str], published: bool = True) -
 
 def expire(engine: Engine, job_id: str) -> JobRow | None:
     """completed -> expired, when its result is no longer valid."""
-    return _one(_EXPIRE, engine, job_id=job_id, now=now_ms())
+    return queries.first_job(_EXPIRE, engine, job_id=job_id, now=now_ms())
 
 
 def delete(engine: Engine, job_ids: Iterable[str]) -> int:

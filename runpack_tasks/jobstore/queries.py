@@ -42,16 +42,20 @@ _BY_ID = Statement(lambda _d: sa.select(JOBS).where(JOBS.c.id == sa.bindparam("k
 _BY_HASH = Statement(lambda _d: sa.select(JOBS).where(JOBS.c.job_hash == sa.bindparam("key", None)))
 
 
+def first_job(statement: Statement, engine: Engine, **params: Any) -> JobRow | None:
+    """The first job row ``statement`` returns (it selects or returns every column)."""
+    rows = statement.run(engine, params)
+    return JobRow._make(rows[0]) if rows else None
+
+
 def job_by_id(engine: Engine, job_id: str) -> JobRow | None:
     """The job with this id, or None."""
-    rows = _BY_ID.run(engine, {"key": job_id})
-    return JobRow._make(rows[0]) if rows else None
+    return first_job(_BY_ID, engine, key=job_id)
 
 
 def job_by_hash(engine: Engine, digest: str) -> JobRow | None:
     """The job with this hash, or None."""
-    rows = _BY_HASH.run(engine, {"key": digest})
-    return JobRow._make(rows[0]) if rows else None
+    return first_job(_BY_HASH, engine, key=digest)
 
 
 def available_jobs(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
@@ -15,7 +15,9 @@ from runpack_tasks.errors import RateLimited, RunpackError
 log = logging.getLogger(__name__)
 
 
-def error_response(status_code: int, message: str, headers: dict[str, str] | None = None) -> Any:
+def error_response(
+    status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     """The one error body."""
     return json_response({"error": message}, status_code, headers)
 
@@ -32,7 +34,7 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {message}" if where else message
 
 
-def runpack_error_response(exc: RunpackError) -> Any:
+def runpack_error_response(exc: RunpackError) -> Response:
     """The response for one of Runpack's own errors."""
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
     return error_response(exc.status_code, exc.message, headers)

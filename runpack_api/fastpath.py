@@ -38,7 +38,6 @@ class _Parsed:
     """What the fast path read of a request: its ResultCache key, and a submit's body."""
 
     key: tuple[str, str]
-    job_type: str  # empty for status
     body: JobRequest | None = None  # a submit body JobRequest accepts
 
 
@@ -57,7 +56,7 @@ def _parse(scope: Scope, body: bytes) -> _Parsed | None:
     """The ResultCache key this request would be answered from, if it is well formed."""
     method, tail = scope["method"], scope["path"][len(JOBS_PREFIX) :]
     if method == "GET" and tail and "/" not in tail and tail not in BODY_ROUTES:
-        return _Parsed(("status", tail), "")
+        return _Parsed(("status", tail))
     if method != "POST" or tail not in BODY_ROUTES or not _declares_json(scope):
         return None
     try:
@@ -67,8 +66,8 @@ def _parse(scope: Scope, body: bytes) -> _Parsed | None:
             return None
         key = (tail, job_hash(job_type, params))
         if tail != "submit":
-            return _Parsed(key, job_type)
-        return _Parsed(key, job_type, JobRequest.model_validate(document))
+            return _Parsed(key)
+        return _Parsed(key, JobRequest.model_validate(document))
     except Exception:  # anything the routes would refuse is theirs to refuse
         return None
 
@@ -86,26 +85,26 @@ class JobsFastPath:
             return
         body, receive = await self._buffered(receive)
         parsed = _parse(scope, body)
-        if parsed is None:
+        response = await self._answer(scope, parsed) if parsed is not None else None
+        if response is None:
             await self.app(scope, receive, send)
             return
-        route = parsed.key[0]
-        cached = self.runtime.results.get(parsed.key)
-        if (cached is None and parsed.body is None) or not await self._allowed(scope, route):
-            await self.app(scope, receive, send)
-            return
-        response: Response
-        if cached is not None:
-            if route == "submit":
-                self.runtime.metrics.submitted(parsed.job_type, cache_hit=True)
-            response = raw_json_response(cached)
-        else:
-            assert parsed.body is not None
-            try:
-                response = await jobs.submit(self.runtime, parsed.body, parsed.key[1])
-            except RunpackError as exc:
-                response = runpack_error_response(exc)
         await response(scope, receive, send)
+
+    async def _answer(self, scope: Scope, parsed: _Parsed) -> Response | None:
+        """A submit's answer (the submit route's work, its cache hits too), or a check's or
+        status's from the cache; None leaves the request to the routes."""
+        if parsed.body is None:
+            cached = self.runtime.results.get(parsed.key)
+            if cached is None or not await self._allowed(scope, parsed.key[0]):
+                return None
+            return raw_json_response(cached)
+        if not await self._allowed(scope, parsed.key[0]):
+            return None
+        try:
+            return await jobs.submit(self.runtime, parsed.body, parsed.key[1])
+        except RunpackError as exc:
+            return runpack_error_response(exc)
 
     async def _allowed(self, scope: Scope, route: str) -> bool:
         request = Request(scope)

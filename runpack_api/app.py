@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from runpack_api.bodylimit import BodyLimitMiddleware, body_caps
 from runpack_api.dashboard import views as dashboard
 from runpack_api.errors import install_error_handlers
-from runpack_api.fastpath import JobsFastPath
 from runpack_api.routes import admin, health, jobs, metrics, runner
 from runpack_api.runtime import Runtime
 from runpack_tasks.settings import RunpackSettings, get_settings
@@ -37,8 +36,6 @@ def create_app(settings: RunpackSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    # outermost last: bodies are capped before the fast path reads them
-    app.add_middleware(JobsFastPath, runtime=runtime)
     app.add_middleware(BodyLimitMiddleware, caps=body_caps(settings))
     install_error_handlers(app)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runpack_api.jsonbody import json_response
+from runpack_api.errors import runpack_error_response
+from runpack_tasks.errors import PayloadTooLarge
 from runpack_tasks.settings import RunpackSettings
 
 #: Room for the JSON around the limited fields (keys, other small fields).
@@ -25,11 +26,16 @@ def body_caps(settings: RunpackSettings) -> dict[str, int]:
     }
 
 
+def _too_large(cap: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body over the limit of {cap} bytes")
+
+
 class _TooLarge(HTTPException):
-    """Raised from ``receive`` once a body passes its cap (FastAPI lets HTTPExceptions through)."""
+    """Raised from ``receive`` once a body passes its cap: FastAPI turns any other error
+    while reading a body into a 400, but lets HTTPExceptions through to this middleware."""
 
     def __init__(self, cap: int) -> None:
-        super().__init__(413, f"request body over the limit of {cap} bytes")
+        super().__init__(413, _too_large(cap).message)
 
 
 class BodyLimitMiddleware:
@@ -72,5 +78,4 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _refuse(cap: int, scope: Scope, receive: Receive, send: Send) -> None:
-        response = json_response({"error": f"request body over the limit of {cap} bytes"}, 413)
-        await response(scope, receive, send)
+        await runpack_error_response(_too_large(cap))(scope, receive, send)

@@ -18,10 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from runpack_api.ratelimit import RateCategory, client_ip
 from runpack_api.runtime import Runtime
+from runpack_api.schemas import MAX_ID_LENGTH
 from runpack_tasks.errors import InvalidRequest, NotAuthenticated, RunnerNotFound
 from runpack_tasks.jobstore import runners
-
-RUNNER_ID_MAX_LENGTH = 64
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -85,6 +84,17 @@ async def count_request(request: Request, runtime: Runtime, category: RateCatego
     await runtime.rate_limits.hit(category, identity)
 
 
+async def gate(request: Request, roles: tuple[Role, ...], category: RateCategory) -> Runtime:
+    """What every request passes before its route's work: its key, then its rate limit.
+
+    The routes that read their body themselves call it first; the dependencies below are
+    the same two checks for the others."""
+    runtime = runtime_of(request)
+    authenticate(request, runtime, roles)
+    await count_request(request, runtime, category)
+    return runtime
+
+
 def _require(*roles: Role) -> Any:
     async def check_key(request: Request) -> None:
         authenticate(request, runtime_of(request), roles)
@@ -123,8 +133,8 @@ async def get_runner(
     """The runner named by ``X-Runner-ID`` (400 when absent, 404 when unknown), marked seen."""
     if not x_runner_id:
         raise InvalidRequest("missing X-Runner-ID header")
-    if len(x_runner_id) > RUNNER_ID_MAX_LENGTH:
-        raise InvalidRequest(f"X-Runner-ID is longer than {RUNNER_ID_MAX_LENGTH} characters")
+    if len(x_runner_id) > MAX_ID_LENGTH:
+        raise InvalidRequest(f"X-Runner-ID is longer than {MAX_ID_LENGTH} characters")
     runner = await run_in_threadpool(runners.touch, runtime_of(request).engine, x_runner_id)
     if runner is None:
         raise RunnerNotFound(f"unknown runner {x_runner_id}: register again")

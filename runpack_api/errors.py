@@ -9,8 +9,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from runpack_api.jsonbody import json_response
-from runpack_tasks.errors import RateLimited, RunpackError
+from runpack_api.jsonbody import NOT_JSON, json_response
+from runpack_tasks.errors import RateLimited, RunpackError, TransitionRejected
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,20 @@ def _describe(error: dict[str, Any]) -> str:
         return f"malformed JSON body: {reason}".rstrip(": ")
     if error.get("type") == "missing":
         return f"missing field: {where}" if where else "missing request body"
+    if not where and isinstance(error.get("input"), bytes):  # a body FastAPI did not read
+        return NOT_JSON
     message = str(error.get("msg", "invalid value"))
     return f"{where}: {message}" if where else message
 
 
 def runpack_error_response(exc: RunpackError) -> Response:
-    """The response for one of Runpack's own errors."""
+    """The response for one of Runpack's own errors.
+
+    A refused transition also carries the seed's ``{success: false, message}``, which
+    runners read."""
+    if isinstance(exc, TransitionRejected):
+        body = {"success": False, "message": exc.message, "error": exc.message}
+        return json_response(body, exc.status_code)
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
     return error_response(exc.status_code, exc.message, headers)
 

@@ -1,16 +1,25 @@
-"""Request bodies parsed with orjson: fast, strict UTF-8, and bounded nesting depth."""
+"""Request bodies parsed with orjson (fast, strict UTF-8, exact integers), and JSON answers."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
+
+from runpack_tasks.errors import InvalidRequest
+
+Model = TypeVar("Model", bound=BaseModel)
+
+#: Said for any body that is not declared as JSON, by every route.
+NOT_JSON = "the request body must be JSON, sent with Content-Type: application/json"
 
 #: orjson reads integers of 2**64 and more as floats, silently rounded. A body with a run
 #: of this many digits is read again exactly, so such integers are refused like any other
@@ -35,6 +44,54 @@ def parse_json(body: bytes) -> Any:
     """
     value = orjson.loads(body)
     return _exact_json(body) if _LONG_DIGITS.search(body) else value
+
+
+def declares_json(content_type: str | None) -> bool:
+    """FastAPI's strict rule: a body is JSON only when its content type says so
+    (``application/json`` or ``application/*+json``); a body without one is not, so that a
+    page on another origin cannot post one without a CORS preflight."""
+    if not content_type:
+        return False
+    mime = content_type.split(";", 1)[0].strip().lower()
+    main, _, sub = mime.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+async def read_model(request: Request, model: type[Model]) -> Model:
+    """The request's body as ``model``, read by the same rules FastAPI applies to the other
+    routes' bodies; errors are the ones FastAPI raises, so they are rendered alike."""
+    body = await request.body()
+    if not body:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    if not declares_json(request.headers.get("content-type")):
+        raise InvalidRequest(NOT_JSON)
+    try:
+        document = parse_json(body)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", exc.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": exc.msg},
+                }
+            ]
+        ) from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+def encode(model: BaseModel) -> bytes:
+    """A response model as JSON, with the fields it was given (an absent field stays absent,
+    as in the seed's bodies)."""
+    return orjson.dumps(model.model_dump(exclude_unset=True))
 
 
 class OrjsonRequest(Request):

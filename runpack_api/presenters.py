@@ -1,4 +1,4 @@
-"""Turning job and runner rows into the API's response bodies (seed shapes)."""
+"""Job and runner rows turned into the API's response models (the seed's shapes)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,21 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
-from runpack_tasks.jobstore.models import JobRow as StoredJob
-from runpack_tasks.jobstore.models import JobStatus
+from runpack_api.schemas import (
+    CheckResponse,
+    JobDetail,
+    JobResult,
+    JobStatusResponse,
+    JobSummary,
+    Progress,
+    RunnerDetail,
+    RunnerWithJob,
+    SubmitResponse,
+)
+from runpack_tasks.jobstore.models import JobRow, JobStatus
 
-#: A whole job (from the state machine or a lookup) or a listing's summary row.
-JobRow = StoredJob | Row[Any]
+#: A whole job, or a row of a listing with the summary's columns.
+Listed = JobRow | Row[Any]
 
 SUBMIT_MESSAGES = {
     JobStatus.PENDING: "Job is already queued",
@@ -20,20 +30,25 @@ SUBMIT_MESSAGES = {
 }
 
 
-def progress(job: JobRow) -> dict[str, Any] | None:
-    """``{current, total}`` once a runner reported progress."""
+def _progress(job: Listed) -> dict[str, Any]:
+    """``progress`` once a runner reported some, else nothing."""
     if job.progress_current is None and job.progress_total is None:
-        return None
-    return {"current": job.progress_current, "total": job.progress_total}
+        return {}
+    return {"progress": Progress(current=job.progress_current, total=job.progress_total)}
 
 
-def result(job: JobRow) -> dict[str, Any]:
-    """A completed job's output and log."""
-    return {"output_data": job.output_data, "console_output": job.console_output}
+def _outcome(job: JobRow) -> dict[str, Any]:
+    """``result`` of a completed job and ``error`` of a failed one, where they apply."""
+    fields: dict[str, Any] = {}
+    if job.status == JobStatus.COMPLETED:
+        fields["result"] = JobResult(output_data=job.output_data, console_output=job.console_output)
+    if job.error_message is not None:
+        fields["error"] = job.error_message
+    return fields
 
 
-def submitted(job: JobRow, *, created: bool, requeued: bool) -> dict[str, Any]:
-    """The body answering a submission."""
+def submitted(job: JobRow, *, created: bool, requeued: bool) -> SubmitResponse:
+    """The answer to a submission."""
     status = JobStatus(job.status)
     if created:
         message = "Job created and queued"
@@ -41,81 +56,72 @@ def submitted(job: JobRow, *, created: bool, requeued: bool) -> dict[str, Any]:
         message = "Job had failed or expired; requeued"
     else:
         message = SUBMIT_MESSAGES.get(status, f"Job is {status.value}")
-    body: dict[str, Any] = {"job_id": job.id, "status": status.value, "message": message}
-    if status is JobStatus.COMPLETED:
-        body["result"] = result(job)
-    return body
+    fields = {"result": _outcome(job)["result"]} if status is JobStatus.COMPLETED else {}
+    return SubmitResponse(job_id=job.id, status=status, message=message, **fields)
 
 
-def checked(job: JobRow | None) -> dict[str, Any]:
-    """The body answering a check."""
+def checked(job: JobRow | None) -> CheckResponse:
+    """The answer to a check."""
     if job is None:
-        return {"exists": False, "message": "No job with this type and parameters"}
-    body: dict[str, Any] = {
-        "exists": True,
-        "job_id": job.id,
-        "status": job.status,
-        "message": f"Job exists and is {job.status}",
-    }
-    if job.status == JobStatus.COMPLETED.value:
-        body["result"] = result(job)
-    if job.error_message is not None:
-        body["error"] = job.error_message
-    return body
+        return CheckResponse(exists=False, message="No job with this type and parameters")
+    return CheckResponse(
+        exists=True,
+        job_id=job.id,
+        status=JobStatus(job.status),
+        message=f"Job exists and is {job.status}",
+        **_outcome(job),
+    )
 
 
-def job_status(job: JobRow) -> dict[str, Any]:
+def job_status(job: JobRow) -> JobStatusResponse:
     """A job as its submitter sees it."""
-    body: dict[str, Any] = {
-        "job_id": job.id,
-        "status": job.status,
-        "job_type": job.job_type,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-    }
-    if (current := progress(job)) is not None:
-        body["progress"] = current
-    if job.status == JobStatus.COMPLETED.value:
-        body["result"] = result(job)
-    if job.error_message is not None:
-        body["error"] = job.error_message
-    return body
+    return JobStatusResponse(
+        job_id=job.id,
+        status=JobStatus(job.status),
+        job_type=job.job_type,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        **_progress(job),
+        **_outcome(job),
+    )
 
 
-def job_summary(job: JobRow) -> dict[str, Any]:
-    """One row of the admin job list."""
-    body = {
+def _summary_fields(job: Listed) -> dict[str, Any]:
+    return {
         "job_id": job.id,
         "job_type": job.job_type,
-        "status": job.status,
+        "status": JobStatus(job.status),
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "claimed_by": job.claimed_by,
         "attempts": job.attempts,
+        **_progress(job),
     }
-    if (current := progress(job)) is not None:
-        body["progress"] = current
-    return body
 
 
-def job_detail(job: JobRow) -> dict[str, Any]:
+def job_summary(job: Listed) -> JobSummary:
+    """One row of the admin job list."""
+    return JobSummary(**_summary_fields(job))
+
+
+def job_detail(job: JobRow) -> JobDetail:
     """Everything stored about a job."""
-    return {
-        **job_summary(job),
-        "input_params": job.input_params,
-        "job_hash": job.job_hash,
-        "claimed_at": job.claimed_at,
-        "last_heartbeat": job.last_heartbeat,
-        "finished_at": job.finished_at,
-        "published_at": job.published_at,
-        "console_output": job.console_output,
-        "output_data": job.output_data,
-        "error_message": job.error_message,
-    }
+    return JobDetail(
+        **_summary_fields(job),
+        input_params=job.input_params,
+        job_hash=job.job_hash,
+        claimed_at=job.claimed_at,
+        last_heartbeat=job.last_heartbeat,
+        finished_at=job.finished_at,
+        published_at=job.published_at,
+        console_output=job.console_output,
+        output_data=job.output_data,
+        error_message=job.error_message,
+    )
 
 
-def runner_summary(runner: Row[Any], active_since_ms: int) -> dict[str, Any]:
-    """One runner, active if seen since ``active_since_ms``."""
+def _runner_fields(runner: Row[Any], active_since_ms: int) -> dict[str, Any]:
+    """A runner is active if seen since ``active_since_ms``."""
     return {
         "runner_id": runner.id,
         "name": runner.name,
@@ -124,3 +130,17 @@ def runner_summary(runner: Row[Any], active_since_ms: int) -> dict[str, Any]:
         "last_seen": runner.last_seen,
         "is_active": runner.last_seen >= active_since_ms,
     }
+
+
+def runner_detail(runner: Row[Any], active_since_ms: int, jobs: list[Row[Any]]) -> RunnerDetail:
+    """One runner and the jobs it claimed most recently."""
+    return RunnerDetail(
+        **_runner_fields(runner, active_since_ms),
+        registered_at=runner.registered_at,
+        jobs=[job_summary(job) for job in jobs],
+    )
+
+
+def runner_listed(runner: Row[Any], active_since_ms: int, current_job: str | None) -> RunnerWithJob:
+    """One runner of the admin list, with the job it runs now."""
+    return RunnerWithJob(**_runner_fields(runner, active_since_ms), current_job=current_job)

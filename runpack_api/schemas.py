@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from runpack_tasks.jobstore.models import JobStatus, RunnerKind
@@ -11,6 +12,10 @@ from runpack_tasks.jobstore.payloads import JOB_TYPE_PATTERN, MAX_SAFE_INTEGER, 
 
 JobType = Annotated[str, StringConstraints(pattern=JOB_TYPE_PATTERN)]
 Count = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+#: Longest id a path may name: job ids are UUIDs, runner ids at most this long.
+MAX_ID_LENGTH = 64
+#: A job or runner id in a path: NUL cannot be stored, so it is refused (400), not looked up.
+PathId = Annotated[str, Path(pattern=r"^[^\x00]+$")]
 #: Text stored in a column: anything but NUL.
 Text = Annotated[str, AfterValidator(refuse_nul)]
 

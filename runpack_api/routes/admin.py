@@ -14,18 +14,25 @@ from runpack_api.schemas import (
     BatchDeleteRequest,
     DeleteResponse,
     ErrorBody,
+    JobCounts,
     JobDetail,
     JobList,
     JobType,
+    JobTypeInfo,
     JobTypeList,
+    MinuteCount,
+    PathId,
+    RunnerCounts,
     RunnerDetail,
     RunnerList,
     Stats,
+    SubmissionCounts,
     Throughput,
 )
 from runpack_tasks.errors import JobNotFound, RunnerNotFound
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.models import JobStatus, now_ms
+from runpack_tasks.jobstore.payloads import MAX_SAFE_INTEGER
 
 router = APIRouter(
     route_class=OrjsonRoute,
@@ -44,7 +51,7 @@ async def list_jobs(
     status: JobStatus | None = None,
     job_type: JobType | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER)] = 0,
 ) -> Any:
     """Jobs, newest first, filtered by status and type."""
     page = await run_in_threadpool(
@@ -52,11 +59,11 @@ async def list_jobs(
             runtime.engine, status=status, job_type=job_type, limit=limit, offset=offset
         )
     )
-    return {"jobs": [presenters.job_summary(job) for job in page.rows], "total": page.total}
+    return JobList(jobs=[presenters.job_summary(job) for job in page.rows], total=page.total)
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail, dependencies=[AdminReadKey])
-async def job_detail(job_id: str, runtime: AdminRate) -> Any:
+async def job_detail(job_id: PathId, runtime: AdminRate) -> Any:
     """Everything stored about one job."""
     job = await run_in_threadpool(queries.job_by_id, runtime.engine, job_id)
     if job is None:
@@ -70,26 +77,20 @@ async def list_runners(runtime: AdminRate) -> Any:
     found = await run_in_threadpool(queries.list_runners, runtime.engine)
     running = await run_in_threadpool(queries.running_jobs_by_runner, runtime.engine)
     since = _active_since(runtime)
-    return {
-        "runners": [
-            {**presenters.runner_summary(r, since), "current_job": running.get(r.id)} for r in found
-        ],
-        "total": len(found),
-    }
+    return RunnerList(
+        runners=[presenters.runner_listed(r, since, running.get(r.id)) for r in found],
+        total=len(found),
+    )
 
 
 @router.get("/runners/{runner_id}", response_model=RunnerDetail, dependencies=[AdminReadKey])
-async def runner_detail(runner_id: str, runtime: AdminRate) -> Any:
+async def runner_detail(runner_id: PathId, runtime: AdminRate) -> Any:
     """One runner and the jobs it claimed most recently."""
     runner = await run_in_threadpool(queries.runner_by_id, runtime.engine, runner_id)
     if runner is None:
         raise RunnerNotFound(f"no runner with id {runner_id}")
     jobs = await run_in_threadpool(queries.recent_jobs_of_runner, runtime.engine, runner_id)
-    return {
-        **presenters.runner_summary(runner, _active_since(runtime)),
-        "registered_at": runner.registered_at,
-        "jobs": [presenters.job_summary(job) for job in jobs],
-    }
+    return presenters.runner_detail(runner, _active_since(runtime), jobs)
 
 
 @router.get("/stats", response_model=Stats, dependencies=[AdminReadKey])
@@ -99,14 +100,14 @@ async def stats(runtime: AdminRate) -> Any:
     total, active = await run_in_threadpool(
         queries.runner_counts, runtime.engine, runtime.settings.runner_active_s
     )
-    return {
-        "jobs": {
-            **{status.value: n for status, n in counts.items()},
-            "total": sum(counts.values()),
-        },
-        "runners": {"total": total, "active": active},
-        "submissions": dict(zip(("total", "cache_hits"), runtime.metrics.totals(), strict=True)),
-    }
+    submitted, cache_hits = runtime.metrics.totals()
+    return Stats(
+        jobs=JobCounts(
+            **{status.value: n for status, n in counts.items()}, total=sum(counts.values())
+        ),
+        runners=RunnerCounts(total=total, active=active),
+        submissions=SubmissionCounts(total=submitted, cache_hits=cache_hits),
+    )
 
 
 @router.get("/job-types", response_model=JobTypeList, dependencies=[AdminReadKey])
@@ -116,20 +117,20 @@ async def job_types(runtime: AdminRate) -> Any:
         queries.job_types_served, runtime.engine, runtime.settings.runner_active_s
     )
     known = [
-        {
-            "name": name,
-            "version": plugin.version,
-            "description": plugin.description,
-            "params_schema": plugin.Params.model_json_schema() if plugin.Params else None,
-            "served": name in served,
-        }
+        JobTypeInfo(
+            name=name,
+            version=plugin.version,
+            description=plugin.description,
+            params_schema=plugin.Params.model_json_schema() if plugin.Params else None,
+            served=name in served,
+        )
         for name, plugin in sorted(runtime.plugins.items())
     ]
     known += [
-        {"name": name, "version": None, "description": "", "params_schema": None, "served": True}
+        JobTypeInfo(name=name, version=None, description="", params_schema=None, served=True)
         for name in sorted(served - set(runtime.plugins))
     ]
-    return {"job_types": known}
+    return JobTypeList(job_types=known)
 
 
 @router.get("/throughput", response_model=Throughput, dependencies=[AdminReadKey])
@@ -137,12 +138,10 @@ async def throughput(runtime: AdminRate, minutes: Annotated[int, Query(ge=1, le=
     """Jobs completed per minute over the last ``minutes``, empty minutes included."""
     first = (now_ms() // 60_000 - minutes + 1) * 60_000
     counts = await run_in_threadpool(queries.completed_per_minute, runtime.engine, first)
-    return {
-        "per_minute": [
-            {"minute": first + n * 60_000, "completed": counts.get(first + n * 60_000, 0)}
-            for n in range(minutes)
-        ]
-    }
+    minutes_ms = [first + n * 60_000 for n in range(minutes)]
+    return Throughput(
+        per_minute=[MinuteCount(minute=m, completed=counts.get(m, 0)) for m in minutes_ms]
+    )
 
 
 async def _delete(runtime: Any, job_ids: list[str]) -> int:
@@ -152,15 +151,15 @@ async def _delete(runtime: Any, job_ids: list[str]) -> int:
 
 
 @router.delete("/jobs/{job_id}", response_model=DeleteResponse, dependencies=[AdminKey])
-async def delete_job(job_id: str, runtime: AdminRate) -> Any:
+async def delete_job(job_id: PathId, runtime: AdminRate) -> Any:
     """Delete one job, whatever its state."""
     if not await _delete(runtime, [job_id]):
         raise JobNotFound(f"no job with id {job_id}")
-    return {"success": True, "message": f"Job {job_id} deleted", "deleted": 1}
+    return DeleteResponse(success=True, message=f"Job {job_id} deleted", deleted=1)
 
 
 @router.post("/jobs/batch-delete", response_model=DeleteResponse, dependencies=[AdminKey])
 async def batch_delete(body: BatchDeleteRequest, runtime: AdminRate) -> Any:
     """Delete several jobs by id; unknown ids are skipped."""
     deleted = await _delete(runtime, body.job_ids)
-    return {"success": True, "message": f"{deleted} jobs deleted", "deleted": deleted}
+    return DeleteResponse(success=True, message=f"{deleted} jobs deleted", deleted=deleted)

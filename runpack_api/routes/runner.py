@@ -7,13 +7,15 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Query
 from starlette.concurrency import run_in_threadpool
 
 from runpack_api.deps import EngineDep, RunnerDep, RunnerKey, RunnerRate, RuntimeDep
-from runpack_api.jsonbody import OrjsonRoute, json_response
+from runpack_api.jsonbody import OrjsonRoute
 from runpack_api.schemas import (
+    AvailableJob,
     AvailableResponse,
+    ClaimedJob,
     ClaimResponse,
     CompleteRequest,
     ErrorBody,
@@ -21,12 +23,14 @@ from runpack_api.schemas import (
     HeartbeatRequest,
     JobType,
     Outcome,
+    PathId,
     RegisterRequest,
     RegisterResponse,
     VerifyResponse,
 )
-from runpack_tasks.errors import InvalidRequest
+from runpack_tasks.errors import InvalidRequest, TransitionRejected
 from runpack_tasks.jobstore import lifecycle, queries, runners
+from runpack_tasks.jobstore.models import JobRow
 from runpack_tasks.jobstore.payloads import check_json, check_text
 
 router = APIRouter(
@@ -43,25 +47,21 @@ MAX_WAIT_S = 30.0
 POLL_INTERVAL_S = 0.5
 
 
-def _conflict(message: str) -> Response:
-    return json_response({"success": False, "message": message}, 409)
-
-
-def _not_yours(what: str) -> Response:
-    return _conflict(f"cannot {what}: the job is not active or not claimed by this runner")
+def _not_yours(what: str) -> TransitionRejected:
+    return TransitionRejected(f"cannot {what}: the job is not active or not claimed by this runner")
 
 
 @router.post("/register", status_code=201, response_model=RegisterResponse)
 async def register_runner(body: RegisterRequest, engine: EngineDep) -> Any:
     """Announce a runner and the job types it serves; returns its id."""
     runner_id = await run_in_threadpool(runners.register, engine, body.name, body.capabilities)
-    return {"runner_id": runner_id, "message": f"Runner {body.name} registered"}
+    return RegisterResponse(runner_id=runner_id, message=f"Runner {body.name} registered")
 
 
 @router.get("/verify", response_model=VerifyResponse)
 async def verify_runner(runner: RunnerDep) -> Any:
     """Whether the server knows this runner id (404 when it does not)."""
-    return {"exists": True, "runner_name": runner.name, "message": "Runner is registered"}
+    return VerifyResponse(exists=True, runner_name=runner.name, message="Runner is registered")
 
 
 @router.get("/jobs/available", response_model=AvailableResponse)
@@ -86,17 +86,17 @@ async def available_jobs(
         if jobs or remaining <= 0:
             break
         await runtime.pending.wait(min(POLL_INTERVAL_S, remaining))
-    return {
-        "jobs": [
-            {
-                "job_id": job.id,
-                "job_type": job.job_type,
-                "input_params": job.input_params,
-                "created_at": job.created_at,
-            }
+    return AvailableResponse(
+        jobs=[
+            AvailableJob(
+                job_id=job.id,
+                job_type=job.job_type,
+                input_params=job.input_params,
+                created_at=job.created_at,
+            )
             for job in jobs
         ]
-    }
+    )
 
 
 @router.post(
@@ -104,35 +104,25 @@ async def available_jobs(
     response_model=ClaimResponse,
     responses={409: {"model": Outcome, "description": "The job is not pending"}},
 )
-async def claim_job(job_id: str, runner: RunnerDep, engine: EngineDep) -> Any:
+async def claim_job(job_id: PathId, runner: RunnerDep, engine: EngineDep) -> Any:
     """Take a pending job; of racing claimers exactly one gets 200."""
     job = await run_in_threadpool(lifecycle.claim, engine, job_id, runner.id)
     if job is None:
-        return _conflict("Job is not pending (claimed by another runner, finished, or unknown)")
-    return {
-        "success": True,
-        "message": "Job claimed",
-        "job": {"job_id": job.id, "job_type": job.job_type, "input_params": job.input_params},
-    }
-
-
-async def _report(
-    transition: Callable[..., Any],
-    job_id: str,
-    runner: Any,
-    runtime: Any,
-    refused: str,
-    done: str,
-    **fields: Any,
-) -> Any:
-    """Apply a claimer-only transition with the report's fields; 409 if the job is not ours."""
-    check_text("console_output", fields.get("console_output"), runtime.settings.max_console_bytes)
-    job = await run_in_threadpool(
-        functools.partial(transition, runtime.engine, job_id, runner.id, **fields)
+        raise TransitionRejected(
+            "Job is not pending (claimed by another runner, finished, or unknown)"
+        )
+    return ClaimResponse(
+        success=True,
+        message="Job claimed",
+        job=ClaimedJob(job_id=job.id, job_type=job.job_type, input_params=job.input_params),
     )
-    if job is None:
-        return _not_yours(refused)
-    return {"success": True, "message": done}
+
+
+async def _report(report: Callable[[], JobRow | None], refused: str, done: str) -> Outcome:
+    """Apply a claimer-only transition; 409 if the job is not this runner's."""
+    if await run_in_threadpool(report) is None:
+        raise _not_yours(refused)
+    return Outcome(success=True, message=done)
 
 
 @router.post(
@@ -141,60 +131,66 @@ async def _report(
     responses=REPORT_RESPONSES,
 )
 async def heartbeat_job(
-    job_id: str, body: HeartbeatRequest, runtime: RunnerRate, runner: RunnerDep
+    job_id: PathId, body: HeartbeatRequest, runtime: RunnerRate, runner: RunnerDep
 ) -> Any:
     """Report progress and the console log so far; keeps the claim alive."""
-    return await _report(
+    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
+    report = functools.partial(
         lifecycle.heartbeat,
+        runtime.engine,
         job_id,
-        runner,
-        runtime,
-        "heartbeat",
-        "Heartbeat recorded",
-        **body.model_dump(),
+        runner.id,
+        progress_current=body.progress_current,
+        progress_total=body.progress_total,
+        console_output=body.console_output,
     )
+    return await _report(report, "heartbeat", "Heartbeat recorded")
 
 
 @router.post("/jobs/{job_id}/complete", response_model=Outcome, responses=REPORT_RESPONSES)
 async def complete_job(
-    job_id: str, body: CompleteRequest, runner: RunnerDep, runtime: RuntimeDep
+    job_id: PathId, body: CompleteRequest, runner: RunnerDep, runtime: RuntimeDep
 ) -> Any:
     """Report a job's result; it becomes the cached answer for its hash."""
     check_json("output_data", body.output_data, runtime.settings.max_output_bytes)
-    return await _report(
+    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
+    report = functools.partial(
         lifecycle.complete,
+        runtime.engine,
         job_id,
-        runner,
-        runtime,
-        "complete",
-        "Job completed",
-        **body.model_dump(),
+        runner.id,
+        output_data=body.output_data,
+        console_output=body.console_output,
     )
+    return await _report(report, "complete", "Job completed")
 
 
 @router.post("/jobs/{job_id}/error", response_model=Outcome, responses=REPORT_RESPONSES)
-async def fail_job(job_id: str, body: ErrorRequest, runner: RunnerDep, runtime: RuntimeDep) -> Any:
+async def fail_job(
+    job_id: PathId, body: ErrorRequest, runner: RunnerDep, runtime: RuntimeDep
+) -> Any:
     """Report that a job failed, and why."""
     check_text("error_message", body.error_message, runtime.settings.max_error_bytes)
-    return await _report(
+    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
+    report = functools.partial(
         lifecycle.fail,
+        runtime.engine,
         job_id,
-        runner,
-        runtime,
-        "report an error for",
-        "Job marked failed",
-        **body.model_dump(),
+        runner.id,
+        error_message=body.error_message,
+        console_output=body.console_output,
     )
+    return await _report(report, "report an error for", "Job marked failed")
 
 
 @router.post("/jobs/{job_id}/release", response_model=Outcome, responses=REPORT_RESPONSES)
 async def release_job(
-    job_id: str, runner: RunnerDep, runtime: RuntimeDep, background: BackgroundTasks
+    job_id: PathId, runner: RunnerDep, runtime: RuntimeDep, background: BackgroundTasks
 ) -> Any:
     """Give a claimed job back (runner shutting down); the attempt is not counted."""
     job = await run_in_threadpool(lifecycle.release, runtime.engine, job_id, runner.id)
     if job is None:
-        return _not_yours("release")
+        raise _not_yours("release")
     runtime.pending.notify()
     background.add_task(runtime.publisher.publish_if_served, job.id, job.job_type)
-    return {"success": True, "message": "Job released back to pending"}
+    return Outcome(success=True, message="Job released back to pending")

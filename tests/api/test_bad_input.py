@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from runpack_api.bodylimit import DEFAULT_CAP_BYTES, ENVELOPE_BYTES
+from runpack_api.jsonbody import NOT_JSON
 from runpack_tasks.jobstore.models import JOBS, RUNNERS
 from runpack_tasks.jobstore.payloads import MAX_JSON_DEPTH
 from tests.api.test_flow import register, submit
@@ -256,22 +257,24 @@ def test_malformed_job_body_is_refused(
     assert_error(answer, 400)
 
 
-def test_json_body_sent_as_text_plain_is_refused(
-    server: ServerProcess, server_engine: Engine
+@pytest.mark.parametrize("content_type", ["text/plain", None], ids=["text-plain", "absent"])
+@pytest.mark.parametrize("route", ["submit", "check"])
+def test_json_body_not_declared_as_json_is_refused(
+    server: ServerProcess, server_engine: Engine, route: str, content_type: str | None
 ) -> None:
-    # Given a valid job body labelled as plain text
-    # When it is submitted
-    with nothing_changes(server_engine):
-        answer = send(
-            server,
-            "POST",
-            "/api/jobs/submit",
-            content=job_body(),
-            headers={"Content-Type": "text/plain"},
-        )
+    # Given a valid job body labelled as plain text, or with no Content-Type at all
+    with server.client("submit") as client:
+        request = client.build_request("POST", f"/api/jobs/{route}", content=job_body())
+        request.headers.pop("Content-Type", None)
+        if content_type is not None:
+            request.headers["Content-Type"] = content_type
 
-    # Then it is refused, not parsed anyway
-    assert_error(answer, 400)
+        # When it is submitted or checked
+        with nothing_changes(server_engine):
+            answer = client.send(request)
+
+    # Then submit and check both refuse it alike, not parse it anyway
+    assert assert_error(answer, 400) == NOT_JSON
 
 
 @pytest.mark.parametrize(
@@ -1002,11 +1005,12 @@ def test_bad_available_query_is_400(
 
 
 def assert_conflict(answer: httpx.Response) -> None:
-    """409 with the seed's outcome body."""
+    """409 with the seed's outcome body, carrying the one error key too."""
     assert answer.status_code == 409, answer.text
     body = answer.json()
-    assert set(body) == {"success", "message"} and body["success"] is False
+    assert set(body) == {"success", "message", "error"} and body["success"] is False
     assert isinstance(body["message"], str) and body["message"]
+    assert body["error"] == body["message"]
 
 
 @pytest.mark.parametrize("state", ["claimed-by-other", "claimed-by-self", "completed", "unknown"])

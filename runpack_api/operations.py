@@ -1,0 +1,105 @@
+"""The work behind ``/api/jobs`` once a request passed its gate: limits, cache keys, answers.
+
+Completed results never change, so their encoded answers are kept in the process's
+ResultCache under ``(route, job hash or id)``: a cache hit costs a hash and a lookup, not a
+database round trip. Every answer is a schema model, encoded once.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from runner_plugins import InvalidParams
+from runpack_api import presenters
+from runpack_api.jsonbody import encode, raw_json_response
+from runpack_api.runtime import Runtime
+from runpack_api.schemas import JobRequest
+from runpack_tasks.errors import InvalidRequest, JobNotFound
+from runpack_tasks.jobstore import lifecycle, queries
+from runpack_tasks.jobstore.hashing import job_hash
+from runpack_tasks.jobstore.lifecycle import SubmitOutcome
+from runpack_tasks.jobstore.models import JobRow, JobStatus
+from runpack_tasks.jobstore.payloads import check_json
+
+CacheKey = tuple[str, str]
+
+
+def digest_of(runtime: Runtime, job: JobRequest) -> str:
+    """The job's hash, once its parameters are within the size and depth limits."""
+    check_json("input_params", job.input_params, runtime.settings.max_input_bytes)
+    try:
+        return job_hash(job.job_type, job.input_params)
+    except ValueError as exc:
+        raise InvalidRequest(f"input_params {exc}") from None
+
+
+def _validate_params(runtime: Runtime, job: JobRequest) -> None:
+    """Run the plugin's parameter validation where this host knows the plugin."""
+    plugin = runtime.plugins.get(job.job_type)
+    if plugin is None:
+        return
+    try:
+        plugin.validate(job.input_params)
+    except InvalidParams as exc:
+        raise InvalidRequest(f"input_params for {job.job_type}: {exc}") from None
+
+
+def _store_submit(runtime: Runtime, job: JobRequest, digest: str) -> tuple[SubmitOutcome, bool]:
+    """Submit, announcing the message in the same write when a Celery worker serves the type."""
+    publishing = job.job_type in runtime.publisher.served_types()
+    outcome = lifecycle.submit(
+        runtime.engine, job.job_type, job.input_params, digest, publishing=publishing
+    )
+    return outcome, publishing and outcome.needs_publish
+
+
+def _kept(runtime: Runtime, key: CacheKey, job: JobRow, encoded: bytes) -> Response:
+    """The answer, kept in the ResultCache when the job is completed (it cannot change)."""
+    if job.status == JobStatus.COMPLETED:
+        runtime.results.put(key, encoded)
+    return raw_json_response(encoded)
+
+
+async def submit(runtime: Runtime, job: JobRequest) -> Response:
+    """Create the job, or answer the existing one (with its result when completed); a failed
+    or expired job is requeued. 201 when this call created it."""
+    digest = digest_of(runtime, job)
+    key = ("submit", digest)
+    if (cached := runtime.results.get(key)) is not None:
+        runtime.metrics.submitted(job.job_type, cache_hit=True)
+        return raw_json_response(cached)
+    _validate_params(runtime, job)
+    outcome, publishing = await run_in_threadpool(_store_submit, runtime, job, digest)
+    stored = outcome.job
+    runtime.metrics.submitted(job.job_type, cache_hit=stored.status == JobStatus.COMPLETED)
+    answer = encode(
+        presenters.submitted(stored, created=outcome.created, requeued=outcome.requeued)
+    )
+    if not outcome.needs_publish:
+        return _kept(runtime, key, stored, answer)
+    runtime.pending.notify()
+    if publishing:  # sent by the publisher's thread: a slow broker never delays the client
+        runtime.publisher.announce(stored.id, job.job_type)
+    return raw_json_response(answer, 201 if outcome.created else 200)
+
+
+async def check(runtime: Runtime, job: JobRequest) -> Response:
+    """Whether the job exists, with its result or error; never creates or requeues."""
+    key = ("check", digest_of(runtime, job))
+    if (cached := runtime.results.get(key)) is not None:
+        return raw_json_response(cached)
+    stored = await run_in_threadpool(queries.job_by_hash, runtime.engine, key[1])
+    answer = encode(presenters.checked(stored))
+    return raw_json_response(answer) if stored is None else _kept(runtime, key, stored, answer)
+
+
+async def status(runtime: Runtime, job_id: str) -> Response:
+    """A job's status, progress, and result or error."""
+    key = ("status", job_id)
+    if (cached := runtime.results.get(key)) is not None:
+        return raw_json_response(cached)
+    stored = await run_in_threadpool(queries.job_by_id, runtime.engine, job_id)
+    if stored is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    return _kept(runtime, key, stored, encode(presenters.job_status(stored)))

@@ -10,10 +10,14 @@ from fastapi import FastAPI
 
 from runpack_api.bodylimit import BodyLimitMiddleware, body_caps
 from runpack_api.dashboard import views as dashboard
+from runpack_api.direct import DirectRoutes
 from runpack_api.errors import install_error_handlers
 from runpack_api.routes import admin, health, jobs, metrics, runner
 from runpack_api.runtime import Runtime
 from runpack_tasks.settings import RunpackSettings, get_settings
+
+#: Where the client routes are included; DirectRoutes serves them there (see direct.py).
+JOBS_PREFIX = "/api/jobs"
 
 
 def create_app(settings: RunpackSettings) -> FastAPI:
@@ -36,10 +40,11 @@ def create_app(settings: RunpackSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(DirectRoutes, prefix=JOBS_PREFIX, router=jobs.router)
     app.add_middleware(BodyLimitMiddleware, caps=body_caps(settings))
     install_error_handlers(app)
 
-    app.include_router(jobs.router, prefix="/api/jobs", tags=["jobs"])
+    app.include_router(jobs.router, prefix=JOBS_PREFIX, tags=["jobs"])
     app.include_router(runner.router, prefix="/api/runner", tags=["runner"])
     app.include_router(admin.router, prefix="/api/admin", tags=["admin"])
     app.include_router(health.router, tags=["health"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -48,32 +49,46 @@ def runpack_error_response(exc: RunpackError) -> Response:
     return error_response(exc.status_code, exc.message, headers)
 
 
-async def _runpack_error(_request: Request, exc: Exception) -> Any:
+async def _runpack_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RunpackError)
     return runpack_error_response(exc)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> Any:
+async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     message = "; ".join(_describe(error) for error in errors[:3]) or "invalid request"
     return error_response(400, message)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Any:
+async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     return error_response(exc.status_code, detail, dict(exc.headers or {}) or None)
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> Any:
+async def _unexpected_error(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal server error")
 
 
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+#: Each error class and its renderer; the nearest class in an error's MRO applies.
+HANDLERS: dict[type[Exception], Handler] = {
+    RunpackError: _runpack_error,
+    RequestValidationError: _validation_error,
+    HTTPException: _http_error,
+    Exception: _unexpected_error,
+}
+
+
+async def render(request: Request, exc: Exception) -> Response:
+    """The response the application's handlers give ``exc``."""
+    handler = next(HANDLERS[cls] for cls in type(exc).__mro__ if cls in HANDLERS)
+    return await handler(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map the RunpackError tree, validation and HTTP errors to ``{"error": ...}``."""
-    app.add_exception_handler(RunpackError, _runpack_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    for error, handler in HANDLERS.items():
+        app.add_exception_handler(error, handler)

@@ -20,7 +20,7 @@ from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.lifecycle import SubmitOutcome
 from runpack_tasks.jobstore.models import JobRow, JobStatus
-from runpack_tasks.jobstore.payloads import check_json
+from runpack_tasks.jobstore.payloads import check_json, refuse_nul
 
 CacheKey = tuple[str, str]
 
@@ -96,6 +96,10 @@ async def check(runtime: Runtime, job: JobRequest) -> Response:
 
 async def status(runtime: Runtime, job_id: str) -> Response:
     """A job's status, progress, and result or error."""
+    try:
+        refuse_nul(job_id)
+    except ValueError as exc:
+        raise InvalidRequest(f"job_id {exc}") from None
     key = ("status", job_id)
     if (cached := runtime.results.get(key)) is not None:
         return raw_json_response(cached)

@@ -1,9 +1,11 @@
 """Client routes: submit a job, check for one, read its status.
 
-Each route is the whole pipeline of its request, in this order: the gate (key, then rate
-limit), the body read by FastAPI's rules into ``JobRequest``, then ``operations``, which
-answers from the ResultCache or the store. The routes take the raw request so that a cache
-hit pays for nothing else; ``/docs`` still shows every body from the schema models.
+Each endpoint is the whole pipeline of its request, in this order: the gate (key, then
+rate limit), the body read by FastAPI's rules into ``JobRequest``, then ``operations``,
+which answers from the ResultCache or the store. The endpoints take the raw request and
+plain path parameters, and depend on nothing FastAPI would resolve, so that the
+``DirectRoutes`` stage (``direct.py``) can call them as they are; ``/docs`` still shows
+every body from the schema models.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from runpack_api.schemas import (
     ErrorBody,
     JobRequest,
     JobStatusResponse,
-    PathId,
     SubmitResponse,
 )
 
@@ -69,7 +70,7 @@ async def check_job(request: Request) -> Response:
     response_model=JobStatusResponse,
     responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
 )
-async def job_status(request: Request, job_id: PathId) -> Response:
+async def job_status(request: Request, job_id: str) -> Response:
     """A job's status, progress, and result or error."""
     runtime = await gate(request, SUBMITTER, RateCategory.STATUS)
     return await operations.status(runtime, job_id)

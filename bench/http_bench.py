@@ -36,6 +36,12 @@ Run it (from the repository root, with the venv's Python, which has everything i
     /work/venv/bin/python bench/http_bench.py --backends postgres --scenarios submit-hit \\
         --workers 2 -t2 -c64
 
+``--baseline DIR`` also serves the API from another checkout of the repository (a git
+worktree of an older commit: ``git worktree add /tmp/base <commit>``), on a database of its
+own, and measures its scenarios interleaved with the current code's, so a change shows its
+before and after in one run: rows marked ``(base)`` are the baseline's, and a last table
+divides the current code's median req/s by the baseline's.
+
 PostgreSQL is reached at ``--pg-url`` (a database to connect to for CREATE/DROP DATABASE);
 the benchmark creates ``runpack_bench_<random>`` and drops it at the end. Every process it
 starts is stopped on exit, including on Ctrl-C and errors.
@@ -126,6 +132,8 @@ SCENARIOS = {
     ]
 }
 APP_SCENARIOS = [name for name in SCENARIOS if name != "bare"]
+#: The label of the server running ``--baseline``'s code.
+BASE = "base"
 BACKENDS = ["embedded", "postgres"]
 
 
@@ -230,12 +238,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout of this repository to measure side by side (before/after)",
+    )
+    parser.add_argument(
         "--pg-url",
         default=DEFAULT_PG_URL,
         help=f"PostgreSQL database used to create/drop the bench database "
         f"(default {DEFAULT_PG_URL})",
     )
     args = parser.parse_args(argv)
+    if args.baseline is not None and not (args.baseline / "runpack_api").is_dir():
+        parser.error(f"--baseline {args.baseline} is not a checkout of this repository")
     if min(args.workers, args.threads, args.connections, args.reps, args.duration) < 1:
         parser.error("--workers, --threads, --connections, --reps and -d must be >= 1")
     args.scenarios = ["bare", *[name for name in args.scenarios if name != "bare"]]
@@ -493,49 +509,74 @@ def foreign_load() -> float:
 # --- one backend ------------------------------------------------------------------------
 
 
+def app_server(
+    stack: contextlib.ExitStack, name: str, args: argparse.Namespace, workdir: Path, label: str
+) -> Target:
+    """The API on a database of its own (from ``--baseline`` when ``label`` is BASE), with
+    its completed job."""
+    folder = workdir / label
+    folder.mkdir()
+    env = stack.enter_context(backend(name, folder, args))
+    if label == BASE:
+        env = env | {"PYTHONPATH": str(args.baseline.resolve())}
+    url = stack.enter_context(
+        uvicorn(
+            ["--factory", "runpack_api.app:app_from_env"],
+            "/health",
+            env,
+            folder,
+            args.workers,
+            label,
+        )
+    )
+    return Target(url, make_completed_job(url))
+
+
 def bench_backend(
     name: str, args: argparse.Namespace, load: LoadOptions
 ) -> dict[str, list[WrkResult]]:
-    """Start the bare server and the API on backend ``name``; measure every scenario."""
-    results: dict[str, list[WrkResult]] = {scenario: [] for scenario in args.scenarios}
+    """Start the bare server and the API (and its baseline) on backend ``name``; measure
+    every scenario, interleaving the API's and the baseline's runs."""
+    labels = ["app"] if args.baseline is None else ["app", BASE]
+    runs = [("bare", "bare")] + [
+        (scenario, label) for scenario in args.scenarios if scenario != "bare" for label in labels
+    ]
+    results: dict[str, list[WrkResult]] = {row_name(*run): [] for run in runs}
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="runpack-bench-")))
-        env = stack.enter_context(backend(name, workdir, args))
+        bare_env = stack.enter_context(backend(name, workdir, args))
         bare_url = stack.enter_context(
             uvicorn(
                 ["--app-dir", str(BENCH_DIR), "bare_app:app"],
                 "/bare",
-                env,
+                bare_env,
                 workdir,
                 args.workers,
                 "bare",
             )
         )
-        app_url = stack.enter_context(
-            uvicorn(
-                ["--factory", "runpack_api.app:app_from_env"],
-                "/health",
-                env,
-                workdir,
-                args.workers,
-                "app",
-            )
-        )
-        targets = {"bare": Target(bare_url), "app": Target(app_url, make_completed_job(app_url))}
-        for scenario in args.scenarios:
-            probe(SCENARIOS[scenario], targets[SCENARIOS[scenario].server])
+        targets = {"bare": Target(bare_url)}
+        targets.update({label: app_server(stack, name, args, workdir, label) for label in labels})
+        for scenario_name, label in runs:
+            probe(SCENARIOS[scenario_name], targets[label])
         for rep in range(1, args.reps + 1):
-            for scenario_name in args.scenarios:
-                scenario = SCENARIOS[scenario_name]
-                result = measure(scenario, targets[scenario.server], load)
-                results[scenario_name].append(result)
+            order = runs if rep % 2 else [runs[0], *reversed(runs[1:])]
+            for scenario_name, label in order:
+                result = measure(SCENARIOS[scenario_name], targets[label], load)
+                row = row_name(scenario_name, label)
+                results[row].append(result)
                 log(
-                    f"{name:8} rep {rep}/{args.reps} {scenario_name:10} {result.rps:8.0f} req/s "
+                    f"{name:8} rep {rep}/{args.reps} {row:17} {result.rps:8.0f} req/s "
                     f"p50 {result.p50_ms:6.1f} ms p99 {result.p99_ms:7.1f} ms "
                     f"non-2xx {result.non_2xx} sock err {result.socket_errors} "
                     f"other cpu {result.foreign_cores:.2f}"
                 )
     return results
+
+
+def row_name(scenario: str, label: str) -> str:
+    """A table row's name: the scenario, marked when it ran on the baseline."""
+    return f"{scenario} (base)" if label == BASE else scenario
 
 
 # --- report -----------------------------------------------------------------------------
@@ -586,6 +627,24 @@ def print_target(all_results: dict[str, dict[str, list[WrkResult]]], workers: in
     )
 
 
+def print_before_after(all_results: dict[str, dict[str, list[WrkResult]]]) -> None:
+    """Each scenario's median req/s on the current code divided by the baseline's."""
+    rows = [["backend", "scenario", "base req/s", "now req/s", "now / base"]]
+    for backend_name, results in all_results.items():
+        for row, runs in results.items():
+            base_runs = results.get(row_name(row, BASE))
+            if row == "bare" or base_runs is None:
+                continue
+            before = statistics.median(r.rps for r in base_runs)
+            after = statistics.median(r.rps for r in runs)
+            rows.append(
+                [backend_name, row, f"{before:.0f}", f"{after:.0f}", f"{after / before:.2f}"]
+            )
+    if len(rows) > 1:
+        print("\nbefore (--baseline) and after (this checkout), interleaved in this run:")
+        print_table(rows, style="columns")
+
+
 def print_header(args: argparse.Namespace, load: LoadOptions) -> None:
     """What was run, on what."""
     print(
@@ -614,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print_header(args, load)
     print_table(table_rows(all_results), style="columns")
+    print_before_after(all_results)
     print_target(all_results, args.workers)
     return 0
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import orjson
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from runpack_tasks.jobstore import lifecycle
+from runpack_api.errors import runpack_error_response
+from runpack_tasks.errors import SubmitContended
+from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.lifecycle import claim, complete, fail, heartbeat, reap, release, submit
-from runpack_tasks.jobstore.models import JOBS, JobStatus
+from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus
 from tests.support import unique_params
 
 PACKAGES = [
@@ -118,6 +122,48 @@ def test_expired_results_are_recomputed(engine: Engine) -> None:
     assert lifecycle.expire(engine, job.id) is not None
     assert lifecycle.expire(engine, job.id) is None  # only completed jobs expire
     assert submit(engine, "t", params).requeued
+
+
+def test_a_row_deleted_before_it_is_read_is_inserted_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = unique_params()
+    old = submit(engine, "t", params).job
+    real_job_by_hash = queries.job_by_hash
+    reads: list[JobRow | None] = []
+
+    def deleted_first(engine: Engine, digest: str) -> JobRow | None:
+        if not reads:  # an admin deletes the job between the insert and this read
+            assert lifecycle.delete(engine, [old.id]) == 1
+        reads.append(real_job_by_hash(engine, digest))
+        return reads[-1]
+
+    monkeypatch.setattr(queries, "job_by_hash", deleted_first)
+    outcome = submit(engine, "t", params)
+    assert reads == [None]  # read once, found nothing, then inserted again
+    assert outcome.created and outcome.needs_publish and outcome.job.id != old.id
+    assert outcome.job.status == JobStatus.PENDING.value and outcome.job.input_params == params
+    assert real_job_by_hash(engine, old.job_hash) == outcome.job
+
+
+def test_a_row_that_never_reads_back_is_a_503_after_a_few_inserts(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = unique_params()
+    existing = submit(engine, "t", params).job
+    reads: list[str] = []
+
+    def never_found(_engine: Engine, digest: str) -> JobRow | None:
+        reads.append(digest)
+        return None
+
+    monkeypatch.setattr(queries, "job_by_hash", never_found)
+    with pytest.raises(SubmitContended) as raised:
+        submit(engine, "t", params)
+    assert reads == [existing.job_hash] * lifecycle.SUBMIT_ATTEMPTS
+    response = runpack_error_response(raised.value)
+    assert response.status_code == 503
+    assert orjson.loads(bytes(response.body)) == {"error": raised.value.message}
 
 
 WRITING_CALLS = {"values", "update", "insert", "_update_one"}

@@ -20,8 +20,8 @@ from runpack_api.schemas import (
     SubmitResponse,
 )
 from runpack_tasks.jobstore.models import JobStatus
+from runpack_tasks.settings import DEFAULT_API_URL
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED}
 #: The status route allows 60 requests a minute per client by default.
 DEFAULT_POLL_INTERVAL_S = 1.2
@@ -44,7 +44,7 @@ class RunpackClient:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str = DEFAULT_API_URL,
         *,
         submit_key: str | None = None,
         admin_key: str | None = None,

@@ -11,13 +11,12 @@ from typing import Any
 
 from celery.beat import ScheduleEntry, Scheduler
 
+from runpack_tasks.celery_app import MAINTAIN_TASK
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.maintenance import maintain
 from runpack_tasks.publisher import Publisher
 
 log = logging.getLogger(__name__)
-
-MAINTAIN_TASK = "runpack.maintain"
 
 
 class RunpackScheduler(Scheduler):

@@ -27,6 +27,8 @@ FILESYSTEM_POLLING_INTERVAL_S = 0.1
 #: one message per process buys no safety there, and it drains several times slower than
 #: with 4 (bench/embedded_broker_bench.py). Lost fetched messages are republished by beat.
 FILESYSTEM_PREFETCH = 4
+#: The beat schedule entry beat runs itself (beat.RunpackScheduler), never sent to a worker.
+MAINTAIN_TASK = "runpack.maintain"
 
 
 def filesystem_folder(broker_url: str) -> Path | None:
@@ -78,7 +80,7 @@ def make_celery(settings: RunpackSettings) -> Celery:
         task_send_sent_event=False,
         beat_schedule={
             "runpack-maintain": {
-                "task": "runpack.maintain",
+                "task": MAINTAIN_TASK,
                 "schedule": settings.reap_interval_s,
             },
         },

@@ -57,3 +57,10 @@ class RateLimited(RunpackError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class SubmitContended(RunpackError):
+    """Raised when a submitted job's row was deleted each time between its insert and its
+    read, so the submit could not settle; submitting again later succeeds."""
+
+    status_code = 503

@@ -21,10 +21,10 @@ from sqlalchemy import Engine
 from runpack_tasks.jobstore import lifecycle
 from runpack_tasks.jobstore.models import RUNNERS, RunnerKind, now_ms
 from runpack_tasks.routing import queue_for
+from runpack_tasks.tasks import EXECUTE_TASK
 
 log = logging.getLogger(__name__)
 
-EXECUTE_TASK = "runpack.execute"
 #: The anonymous exchange delivers to the queue its routing key names, binding or not.
 DEFAULT_EXCHANGE = Exchange("")
 #: At most this many announced messages per producer checkout.

@@ -13,6 +13,10 @@ from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///runpack.db"
 DEFAULT_BROKER_URL = "filesystem://runpack-broker"
+#: Where ``runpack up`` and ``runpack api`` listen unless told, so where clients look.
+DEFAULT_API_HOST = "127.0.0.1"
+DEFAULT_API_PORT = 8000
+DEFAULT_API_URL = f"http://{DEFAULT_API_HOST}:{DEFAULT_API_PORT}"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -13,11 +13,10 @@ from celery import Celery, signals
 
 from runpack_tasks.jobstore import lifecycle
 from runpack_tasks.jobstore.payloads import storable
+from runpack_tasks.tasks import EXECUTE_TASK
 from runpack_tasks.worker_state import state_of
 
 log = logging.getLogger(__name__)
-
-EXECUTE_TASK = "runpack.execute"
 
 
 def _app_of(sender: Any) -> Celery | None:

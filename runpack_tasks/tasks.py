@@ -14,12 +14,15 @@ from runpack_tasks.worker_state import Run, state_of
 
 log = logging.getLogger(__name__)
 
+#: The name the task is registered and published under.
+EXECUTE_TASK = "runpack.execute"
+
 
 class JobFailed(Exception):
     """Raised by the task when the job's plugin failed; the message is the job's error."""
 
 
-@shared_task(name="runpack.execute", bind=True)
+@shared_task(name=EXECUTE_TASK, bind=True)
 def execute(self: Task, job_id: str, job_type: str | None = None) -> None:
     """Run the job if it is still pending; a late message for a taken job does nothing.
 

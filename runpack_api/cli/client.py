@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from runpack_api.cli.common import console, fail, installed_job_types
+from runpack_tasks.settings import DEFAULT_API_URL
 
 out = Console(soft_wrap=True)
 
@@ -35,7 +36,6 @@ AdminKeyOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 #: Exit code when the job failed or expired (0: completed; 2: a usage or API error).
 EXIT_JOB_FAILED = 1
@@ -66,7 +66,7 @@ def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
 
 
 def runner(
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = DEFAULT_API_URL,
     types: Annotated[
         str | None,
         typer.Option(
@@ -162,7 +162,7 @@ def submit(
         Path | None, typer.Option(help="A JSON object of parameters (key=value pairs override it).")
     ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job until it finishes.")] = False,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = DEFAULT_API_URL,
     key: SubmitKeyOption = None,
     json_mode: JsonOption = False,
 ) -> None:
@@ -193,7 +193,7 @@ def submit(
 
 def status(
     job_id: Annotated[str, typer.Argument(help="The job id.")],
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = DEFAULT_API_URL,
     key: SubmitKeyOption = None,
 ) -> None:
     """A job's status, progress and result, as JSON."""
@@ -237,7 +237,7 @@ def jobs(
     status_filter: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="Only this job type.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = DEFAULT_API_URL,
     key: AdminKeyOption = None,
     json_mode: JsonOption = False,
 ) -> None:
@@ -268,7 +268,7 @@ def jobs(
 
 
 def runners(
-    url: UrlOption = DEFAULT_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
+    url: UrlOption = DEFAULT_API_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
 ) -> None:
     """HTTP runners and Celery workers."""
     found = _admin_view(url, key, lambda client: client.runners(), json_mode)
@@ -292,7 +292,7 @@ def runners(
 
 
 def stats(
-    url: UrlOption = DEFAULT_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
+    url: UrlOption = DEFAULT_API_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
 ) -> None:
     """Jobs per state, and runners."""
     found = _admin_view(url, key, lambda client: client.stats(), json_mode)

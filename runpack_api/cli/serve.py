@@ -23,6 +23,7 @@ from runpack_api.cli.common import (
     installed_job_types,
     load_settings,
 )
+from runpack_tasks.settings import DEFAULT_API_HOST, DEFAULT_API_PORT
 
 KEYS_FILE = Path("runpack.keys")
 KEY_NAMES = ("RUNPACK_SUBMIT_API_KEY", "RUNPACK_RUNNER_API_KEY", "RUNPACK_ADMIN_API_KEY")
@@ -92,7 +93,7 @@ def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-def up(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+def up(host: HostOption = DEFAULT_API_HOST, port: PortOption = DEFAULT_API_PORT) -> None:
     """Everything on this machine, no server to install: API, a worker for every
     installed job type, and beat, on SQLite and the filesystem broker."""
     _ensure_keys()
@@ -116,8 +117,8 @@ def up(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
 
 
 def api(
-    host: HostOption = "127.0.0.1",
-    port: PortOption = 8000,
+    host: HostOption = DEFAULT_API_HOST,
+    port: PortOption = DEFAULT_API_PORT,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.", min=1)] = 1,
     access_log: Annotated[
         bool, typer.Option(help="Log every request (a proxy in front may log them instead).")

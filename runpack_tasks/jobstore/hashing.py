@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 import rfc8785
 
-MAX_SAFE_INTEGER = 2**53 - 1
+from runpack_tasks.jobstore.payloads import MAX_SAFE_INTEGER
+
 #: orjson writes non-integral floats below this magnitude in exponent form, as JCS does
 #: only below 1e-6.
 _SMALLEST_PLAIN_FLOAT = 1e-5

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
+from runpack_tasks.errors import SubmitContended
 from runpack_tasks.jobstore import queries
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.models import (
@@ -29,6 +30,7 @@ from runpack_tasks.jobstore.models import (
 from runpack_tasks.jobstore.statements import Statement
 
 TIMED_OUT_MESSAGE = "timed out: no heartbeat for {timeout_s:g} s"
+_RESUBMITTABLE_VALUES = frozenset(status.value for status in RESUBMITTABLE_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,19 @@ def _transition(allowed_from: Iterable[JobStatus], *, owner: bool, **values: Any
     return Statement(build)
 
 
+#: What a run leaves on a job, cleared when it is resubmitted: every nullable column but
+#: ``published_at``, which tracks the job's message, not its run.
+_RUN_COLUMNS = tuple(
+    column.name for column in JOBS.c if column.nullable and column.name != "published_at"
+)
+#: Inserts before ``submit`` gives up on a hash whose row is deleted each time it looks.
+SUBMIT_ATTEMPTS = 3
+
+
 def _build_insert(dialect: str) -> Any:
+    """Every column from a ``new_<column>`` parameter; those not given stay NULL."""
     insert = (postgresql if dialect == "postgresql" else sqlite).insert(JOBS)
-    values = {name: _param(f"new_{name}") for name in JobRow._fields if name not in _INSERT_NULLS}
+    values = {column.name: _param(f"new_{column.name}") for column in JOBS.c}
     return (
         insert.values(**values)
         .on_conflict_do_nothing(index_elements=["job_hash"])
@@ -96,18 +108,6 @@ def _build_insert(dialect: str) -> Any:
     )
 
 
-#: Columns a new job starts without.
-_INSERT_NULLS = frozenset(JobRow._fields) - {
-    "id",
-    "job_hash",
-    "job_type",
-    "input_params",
-    "status",
-    "created_at",
-    "updated_at",
-    "attempts",
-    "published_at",
-}
 _INSERT = Statement(_build_insert)
 _RESUBMIT = _transition(
     RESUBMITTABLE_STATUSES,
@@ -116,15 +116,7 @@ _RESUBMIT = _transition(
     attempts=0,
     published_at=_param("published"),
     updated_at=_param("now"),
-    claimed_by=None,
-    claimed_at=None,
-    last_heartbeat=None,
-    finished_at=None,
-    progress_current=None,
-    progress_total=None,
-    console_output=None,
-    output_data=None,
-    error_message=None,
+    **dict.fromkeys(_RUN_COLUMNS),
 )
 _CLAIM = _transition(
     [JobStatus.PENDING],
@@ -192,9 +184,25 @@ def submit(
 
     ``digest`` spares hashing again when the caller already has ``job_hash(...)``.
     ``publishing`` records, in the same write, that the caller will send the job's message
-    (it calls ``mark_unpublished`` if sending fails).
+    (it calls ``mark_unpublished`` if sending fails). A row deleted between the insert that
+    found it and the read of it is inserted again, up to ``SUBMIT_ATTEMPTS`` times; then
+    ``SubmitContended`` is raised.
     """
     digest = digest or job_hash(job_type, input_params)
+    for _ in range(SUBMIT_ATTEMPTS):
+        outcome = _submit_once(engine, job_type, input_params, digest, publishing)
+        if outcome is not None:
+            return outcome
+    raise SubmitContended(
+        f"the {job_type} job was deleted while it was being submitted, "
+        f"{SUBMIT_ATTEMPTS} times; submit it again"
+    )
+
+
+def _submit_once(
+    engine: Engine, job_type: str, input_params: dict[str, Any], digest: str, publishing: bool
+) -> SubmitOutcome | None:
+    """One insert, then the read of the row it conflicted with; None if that row is gone."""
     now = now_ms()
     created = queries.first_job(
         _INSERT,
@@ -211,20 +219,13 @@ def submit(
     )
     if created is not None:
         return SubmitOutcome(created, created=True, requeued=False)
-    existing = _select_by_hash(engine, digest)
-    if existing.status in {status.value for status in RESUBMITTABLE_STATUSES}:
+    existing = queries.job_by_hash(engine, digest)
+    if existing is not None and existing.status in _RESUBMITTABLE_VALUES:
         requeued = resubmit(engine, existing.id, publishing=publishing)
         if requeued is not None:
             return SubmitOutcome(requeued, created=False, requeued=True)
-        existing = _select_by_hash(engine, digest)
-    return SubmitOutcome(existing, created=False, requeued=False)
-
-
-def _select_by_hash(engine: Engine, digest: str) -> JobRow:
-    found = queries.job_by_hash(engine, digest)
-    if found is None:  # deleted between our insert and this read: a rare admin race
-        raise LookupError(f"job with hash {digest} vanished")
-    return found
+        existing = queries.job_by_hash(engine, digest)
+    return None if existing is None else SubmitOutcome(existing, created=False, requeued=False)
 
 
 def resubmit(engine: Engine, job_id: str, publishing: bool = False) -> JobRow | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections import namedtuple
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -104,25 +105,34 @@ class Runner(SQLModel, table=True):
 JOBS = Job.__table__  # type: ignore[attr-defined]
 RUNNERS = Runner.__table__  # type: ignore[attr-defined]
 
+if TYPE_CHECKING:
 
-class JobRow(NamedTuple):
-    """A whole job row, its fields in the table's column order."""
+    class JobRow(NamedTuple):
+        """A whole job row, its fields in the table's column order.
 
-    id: str
-    job_hash: str
-    job_type: str
-    input_params: dict[str, Any]
-    status: str
-    created_at: int
-    updated_at: int
-    claimed_by: str | None
-    claimed_at: int | None
-    last_heartbeat: int | None
-    finished_at: int | None
-    progress_current: int | None
-    progress_total: int | None
-    console_output: str | None
-    output_data: dict[str, Any] | None
-    error_message: str | None
-    attempts: int
-    published_at: int | None
+        This is only the row's type for the type checker; the row itself is built from
+        ``JOBS``'s columns below, and a test holds the two equal.
+        """
+
+        id: str
+        job_hash: str
+        job_type: str
+        input_params: dict[str, Any]
+        status: str
+        created_at: int
+        updated_at: int
+        claimed_by: str | None
+        claimed_at: int | None
+        last_heartbeat: int | None
+        finished_at: int | None
+        progress_current: int | None
+        progress_total: int | None
+        console_output: str | None
+        output_data: dict[str, Any] | None
+        error_message: str | None
+        attempts: int
+        published_at: int | None
+
+else:
+    JobRow = namedtuple("JobRow", JOBS.c.keys(), module=__name__)
+    JobRow.__doc__ = "A whole job row, its fields in the table's column order."

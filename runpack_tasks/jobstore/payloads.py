@@ -9,6 +9,7 @@ import orjson
 from runpack_tasks.errors import InvalidRequest, PayloadTooLarge
 
 JOB_TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+#: The largest integer a JSON number holds exactly everywhere (JavaScript's safe range).
 MAX_SAFE_INTEGER = 2**53 - 1
 #: PostgreSQL text cannot hold NUL; what runners print is stored with this instead.
 NUL_REPLACEMENT = "\ufffd"

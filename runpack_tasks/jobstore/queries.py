@@ -14,20 +14,22 @@ from runpack_tasks.jobstore.statements import Statement
 
 AVAILABLE_JOBS_LIMIT = 50
 RUNNER_RECENT_JOBS = 20
-SUMMARY_COLUMNS = [
-    JOBS.c[name]
-    for name in (
-        "id",
-        "job_type",
-        "status",
-        "created_at",
-        "updated_at",
-        "claimed_by",
-        "attempts",
-        "progress_current",
-        "progress_total",
-    )
-]
+#: What a listing leaves out of a job: its identity, its parameters and its run's outcome.
+DETAIL_ONLY_COLUMNS = frozenset(
+    {
+        "job_hash",
+        "input_params",
+        "claimed_at",
+        "last_heartbeat",
+        "finished_at",
+        "console_output",
+        "output_data",
+        "error_message",
+        "published_at",
+    }
+)
+#: The columns of a listing's rows (``presenters.job_summary``), in the table's order.
+SUMMARY_COLUMNS = [column for column in JOBS.c if column.name not in DETAIL_ONLY_COLUMNS]
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
+import orjson
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from runpack_tasks.jobstore import lifecycle
+from runpack_api.errors import runpack_error_response
+from runpack_tasks.errors import SubmitContended
+from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.lifecycle import claim, complete, fail, heartbeat, reap, release, submit
-from runpack_tasks.jobstore.models import JOBS, JobStatus
+from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus
 from tests.support import unique_params
 
 PACKAGES = [
@@ -120,20 +125,103 @@ def test_expired_results_are_recomputed(engine: Engine) -> None:
     assert submit(engine, "t", params).requeued
 
 
-WRITING_CALLS = {"values", "update", "insert", "_update_one"}
+def test_a_row_deleted_before_it_is_read_is_inserted_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = unique_params()
+    old = submit(engine, "t", params).job
+    real_job_by_hash = queries.job_by_hash
+    reads: list[JobRow | None] = []
+
+    def deleted_first(engine: Engine, digest: str) -> JobRow | None:
+        if not reads:  # an admin deletes the job between the insert and this read
+            assert lifecycle.delete(engine, [old.id]) == 1
+        reads.append(real_job_by_hash(engine, digest))
+        return reads[-1]
+
+    monkeypatch.setattr(queries, "job_by_hash", deleted_first)
+    outcome = submit(engine, "t", params)
+    assert reads == [None]  # read once, found nothing, then inserted again
+    assert outcome.created and outcome.needs_publish and outcome.job.id != old.id
+    assert outcome.job.status == JobStatus.PENDING.value and outcome.job.input_params == params
+    assert real_job_by_hash(engine, old.job_hash) == outcome.job
+
+
+def test_a_row_that_never_reads_back_is_a_503_after_a_few_inserts(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = unique_params()
+    existing = submit(engine, "t", params).job
+    reads: list[str] = []
+
+    def never_found(_engine: Engine, digest: str) -> JobRow | None:
+        reads.append(digest)
+        return None
+
+    monkeypatch.setattr(queries, "job_by_hash", never_found)
+    with pytest.raises(SubmitContended) as raised:
+        submit(engine, "t", params)
+    assert reads == [existing.job_hash] * lifecycle.SUBMIT_ATTEMPTS
+    response = runpack_error_response(raised.value)
+    assert response.status_code == 503
+    assert orjson.loads(bytes(response.body)) == {"error": raised.value.message}
+
+
+WRITING_CALLS = {
+    "values",
+    "update",
+    "insert",
+    "_update_one",
+    "ordered_values",
+    "on_conflict_do_update",
+}
+#: Raw SQL that writes a status: ``SET ... status =`` before any WHERE, or an INSERT naming it.
+RAW_STATUS_WRITE = re.compile(
+    r"\bSET\b(?:(?!\bWHERE\b)[^;])*?\bstatus\s*=|\bINSERT\s+INTO\s+\w+\s*\([^)]*\bstatus\b",
+    re.IGNORECASE,
+)
+
+
+def _names_status(node: ast.AST) -> bool:
+    """Whether a column key is ``"status"`` or ``<table>.c.status``."""
+    if isinstance(node, ast.Constant):
+        return node.value == "status"
+    return isinstance(node, ast.Attribute) and node.attr == "status"
+
+
+def _sets_status(value: ast.AST) -> bool:
+    """Whether an argument of a writing call maps status to a value: ``{"status": ...}``,
+    ``dict(status=...)``, ``[(JOBS.c.status, ...)]``, or a list of those."""
+    if isinstance(value, ast.Dict):
+        return any(key is not None and _names_status(key) for key in value.keys)
+    if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "dict":
+        return any(kw.arg == "status" for kw in value.keywords)
+    if isinstance(value, ast.Tuple) and value.elts and _names_status(value.elts[0]):
+        return True
+    if isinstance(value, ast.List | ast.Tuple):
+        return any(_sets_status(item) for item in value.elts)
+    return False
+
+
+def _call_writes_status(node: ast.Call) -> bool:
+    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+    if name not in WRITING_CALLS:
+        return False
+    if any(kw.arg == "status" for kw in node.keywords):
+        return True
+    arguments = [*node.args, *(kw.value for kw in node.keywords)]
+    return any(_sets_status(argument) for argument in arguments)
 
 
 def _assigns_status(tree: ast.AST) -> list[int]:
-    """Lines that write a status: ``.values(status=...)`` and ``.status = ...``."""
+    """Lines that write a status: ``.values(status=...)``, ``.values({"status": ...})``,
+    ``.values(**{...})``, ``.status = ...``, and raw SQL (``SET status = ...``) in strings."""
     lines = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            name = (
-                node.func.attr
-                if isinstance(node.func, ast.Attribute)
-                else getattr(node.func, "id", "")
-            )
-            if name in WRITING_CALLS and any(kw.arg == "status" for kw in node.keywords):
+        if isinstance(node, ast.Call) and _call_writes_status(node):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if RAW_STATUS_WRITE.search(node.value):
                 lines.append(node.lineno)
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -141,6 +229,40 @@ def _assigns_status(tree: ast.AST) -> list[int]:
                 t.lineno for t in targets if isinstance(t, ast.Attribute) and t.attr == "status"
             ]
     return lines
+
+
+STATUS_WRITES = [
+    "sa.update(JOBS).values(status='failed')",
+    "sa.update(JOBS).values({'status': 'failed'})",
+    "sa.update(JOBS).values({JOBS.c.status: 'failed'})",
+    "sa.update(JOBS).values(**{'status': 'failed'})",
+    "sa.update(JOBS).values(dict(status='failed'))",
+    "sa.insert(JOBS).values([{'id': 'a'}, {'status': 'failed'}])",
+    "sa.update(JOBS).ordered_values((JOBS.c.status, 'failed'))",
+    "insert(JOBS).on_conflict_do_update(index_elements=['id'], set_={'status': 'x'})",
+    "job.status = 'failed'",
+    "conn.execute(sa.text(\"UPDATE jobs SET status = 'failed' WHERE id = :id\"))",
+    "conn.execute(text('update jobs set updated_at = 1, status=:s where id = :id'))",
+    "conn.exec_driver_sql(f'UPDATE jobs SET status = {value!r}')",
+    "sa.text('INSERT INTO jobs (id, status) VALUES (:id, :status)')",
+]
+STATUS_READS = [
+    "sa.select(JOBS).where(JOBS.c.status == 'failed')",
+    "sa.update(JOBS).where(JOBS.c.status == 'pending').values(published_at=None)",
+    "sa.text(\"UPDATE jobs SET published_at = NULL WHERE status = 'pending'\")",
+    "sa.text(\"SELECT id FROM jobs WHERE status = 'failed'\")",
+    "status = job.status",
+]
+
+
+@pytest.mark.parametrize("source", STATUS_WRITES)
+def test_the_status_guard_flags_each_way_of_writing_status(source: str) -> None:
+    assert _assigns_status(ast.parse(source)) == [1]
+
+
+@pytest.mark.parametrize("source", STATUS_READS)
+def test_the_status_guard_lets_reads_through(source: str) -> None:
+    assert _assigns_status(ast.parse(source)) == []
 
 
 def test_no_module_but_lifecycle_writes_status() -> None:

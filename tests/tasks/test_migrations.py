@@ -1,20 +1,80 @@
-"""The Alembic migrations build exactly the schema the models declare."""
+"""The models are the one declaration of the schema: the Alembic migrations build exactly
+what they declare, and the row type follows the jobs table."""
 
 from __future__ import annotations
 
+import ast
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel
 
-from runpack_tasks.jobstore import models  # noqa: F401  (registers the tables)
+from runpack_tasks.jobstore import models
+from runpack_tasks.jobstore.models import JOBS, JobRow
 from runpack_tasks.jobstore.schema import upgrade
 
 
-def test_migrated_schema_matches_the_models(engine: Engine) -> None:
+def _differences(engine: Engine, metadata: sa.MetaData) -> list[Any]:
     with engine.connect() as conn:
-        differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
-    assert differences == []
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
+def test_migrated_schema_matches_the_models(engine: Engine) -> None:
+    assert _differences(engine, SQLModel.metadata) == []
+
+
+def test_the_comparison_sees_columns_their_types_and_nullability(engine: Engine) -> None:
+    altered = sa.MetaData()
+    jobs = JOBS.to_metadata(altered)
+    for table in SQLModel.metadata.tables.values():
+        if table.name != "jobs":
+            table.to_metadata(altered)
+    jobs.append_column(sa.Column("extra", sa.Integer(), nullable=True))
+    jobs.c.attempts.type = sa.String(8)
+    jobs.c.error_message.nullable = False
+    kinds = set()
+    for difference in _differences(engine, altered):
+        for change in difference if isinstance(difference, list) else [difference]:
+            kinds.add(change[0])
+    assert {"add_column", "modify_type", "modify_nullable"} <= kinds
+
+
+def _typed_job_row() -> dict[str, Any]:
+    """The fields the type checker's ``JobRow`` declares, and their types, in order."""
+    source = ast.parse(Path(models.__file__).read_text())
+    for node in ast.walk(source):
+        if isinstance(node, ast.ClassDef) and node.name == "JobRow":
+            return {
+                item.target.id: eval(ast.unparse(item.annotation), {"Any": Any})
+                for item in node.body
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+            }
+    raise AssertionError("models.py declares no JobRow class for the type checker")
+
+
+def test_job_row_follows_the_table() -> None:
+    assert JobRow._fields == tuple(JOBS.c.keys())
+    typed = _typed_job_row()
+    assert list(typed) == list(JOBS.c.keys()), "the typed JobRow lists other fields"
+    for column in JOBS.c:
+        hint = typed[column.name]
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        assert (type(None) in options) == column.nullable, f"{column.name}: nullability"
+        (value_type,) = [option for option in options if option is not type(None)]
+        sql_type = column.type
+        if isinstance(sql_type, sa.TypeDecorator):  # SQLModel's AutoString
+            sql_type = sql_type.impl_instance
+        # JSON's python type is object; the job columns hold JSON objects
+        stored = dict if isinstance(sql_type, sa.JSON) else sql_type.python_type
+        assert (typing.get_origin(value_type) or value_type) is stored, (
+            f"{column.name}: {value_type} is not {stored}"
+        )
 
 
 def test_every_query_has_an_index(engine: Engine) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from celery import Celery
 from kombu import Queue
+from kombu.transport import redis as kombu_redis
 
 from runpack_tasks.celery_app import make_celery
 from runpack_tasks.redisbroker import Channel, Transport
@@ -21,6 +26,35 @@ def redis_url() -> str:
             pytest.fail("RUNPACK_TEST_REDIS_URL is not set; CI must test Redis")
         pytest.skip("RUNPACK_TEST_REDIS_URL is not set")
     return TEST_REDIS_URL
+
+
+#: The SHA-256 of the source of what ``redisbroker.Channel`` builds on, as of the kombu
+#: version pyproject.toml pins.
+KOMBU_SOURCES: dict[str, tuple[Callable[..., Any], str]] = {
+    "Channel._create_client": (
+        kombu_redis.Channel._create_client,
+        "dae92bc4075dafb9b1a1ebd3f72cc7ed3e1bfe3ec1f840a1b1ccdfc6a67deb4d",
+    ),
+    "Channel.pool": (
+        kombu_redis.Channel.pool.fget,
+        "5a99b1533403c64dba7ef6612963e14c1e9ecad0fe45e4df481ed9b5debb0319",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", KOMBU_SOURCES)
+def test_the_kombu_code_the_channel_overrides_is_unchanged(name: str) -> None:
+    method, recorded = KOMBU_SOURCES[name]
+    found = hashlib.sha256(inspect.getsource(method).encode()).hexdigest()
+    assert found == recorded, (
+        f"kombu's redis {name} changed. runpack_tasks/redisbroker.py overrides "
+        "Channel._create_client (a synchronous call returns one cached client, made again "
+        "when Channel.pool returns a new pool) and relies on Channel.pool making a pool when "
+        "_pool is None: re-check that the override still builds the client as kombu does "
+        "(its arguments, e.g. credential_provider) and that kombu still drops _pool on "
+        "connection errors, then record the new hash here and the kombu range in "
+        f"pyproject.toml. New hash: {found}"
+    )
 
 
 def _app(redis_url: str) -> Celery:

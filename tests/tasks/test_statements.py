@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.jobstore.lifecycle import claim, complete, submit
-from runpack_tasks.jobstore.models import JOBS, JobRow
+from runpack_tasks.jobstore.models import JOBS
 from runpack_tasks.jobstore.statements import Statement
 from tests.support import IN_CI, postgres_backend, unique_params, wait_for
 
@@ -22,10 +22,6 @@ BY_TYPE = Statement(
         .order_by(JOBS.c.created_at)
     )
 )
-
-
-def test_job_row_follows_the_table() -> None:
-    assert JobRow._fields == tuple(JOBS.c.keys())
 
 
 def test_json_goes_in_and_comes_back_as_values(engine: Engine) -> None:

@@ -13,6 +13,7 @@ from runpack_api.schemas import (
     CheckResponse,
     JobDetail,
     JobList,
+    JobRequest,
     JobStatusResponse,
     RunnerDetail,
     RunnerList,
@@ -86,23 +87,16 @@ class RunpackClient:
 
     def submit(self, job_type: str, params: dict[str, Any]) -> SubmitResponse:
         """Submit a job: the new one, the one in flight, or the cached result."""
-        return self._call(
-            "submit",
-            "POST",
-            "/api/jobs/submit",
-            SubmitResponse,
-            json={"job_type": job_type, "input_params": params},
-        )
+        return self._job("/api/jobs/submit", SubmitResponse, job_type, params)
 
     def check(self, job_type: str, params: dict[str, Any]) -> CheckResponse:
         """Whether this job exists (never creates it)."""
-        return self._call(
-            "submit",
-            "POST",
-            "/api/jobs/check",
-            CheckResponse,
-            json={"job_type": job_type, "input_params": params},
-        )
+        return self._job("/api/jobs/check", CheckResponse, job_type, params)
+
+    def _job(self, path: str, model: type[Model], job_type: str, params: dict[str, Any]) -> Model:
+        """A submit or check of this job (validated by the server, not here)."""
+        body = JobRequest.model_construct(job_type=job_type, input_params=params)
+        return self._call("submit", "POST", path, model, json=body.model_dump())
 
     def status(self, job_id: str) -> JobStatusResponse:
         """A job's status, progress and result."""

@@ -8,10 +8,11 @@ limit fails the job instead of being sent.
 
 A request is retried, with exponential backoff and jitter, on a transport error, a 5xx
 or a 429 (after the server's Retry-After when it gives one), so an API restart loses no
-result. Any other 4xx is final: it is logged once (the job, the route, the server's
-message) and the runner goes on with the next job. A result the server refuses (400 or
-413) is reported as the job's error instead ("the server refused the result: ..."), so the
-job fails rather than staying claimed until it is reaped. A 404 or 409 on a report means
+result; a heartbeat is not retried but sent again at the next flush. Any other 4xx is
+final: it is logged once (the job, the route, the server's message) and the runner goes
+on with the next job. A result the server refuses (400 or 413) is reported as the job's
+error instead ("the server refused the result: ..."), so the job fails rather than
+staying claimed until it is reaped. A 404 or 409 on a report means
 the job is no longer this runner's (taken back, deleted, or this runner forgotten): that
 report is dropped.
 

@@ -1,10 +1,23 @@
-"""The HTTP runner: registers, long-polls, claims, runs plugins, reports, never drops a result.
+"""The HTTP runner: registers, long-polls, claims, runs plugins and reports their outcome.
 
 For machines that can only speak HTTPS to the API. It runs the same plugins with the same
-context as the Celery workers. Network failures are retried with exponential backoff and
-jitter; a finished result is retried until the server answers 200 or 409. The first
-SIGTERM (or Ctrl-C) stops taking jobs and lets the current one finish; a second one gives
-the current job back to the queue (release) and exits.
+context as the Celery workers, and holds what it reports to the same limits
+(``runpack_tasks.report_limits``, with this host's ``RUNPACK_MAX_*_BYTES``): the error is
+cut with a marker, the console output keeps its most recent part, and an output over the
+limit fails the job instead of being sent.
+
+A request is retried, with exponential backoff and jitter, on a transport error, a 5xx
+or a 429 (after the server's Retry-After when it gives one), so an API restart loses no
+result; a heartbeat is not retried but sent again at the next flush. Any other 4xx is
+final: it is logged once (the job, the route, the server's message) and the runner goes
+on with the next job. A result the server refuses (400 or 413) is reported as the job's
+error instead ("the server refused the result: ..."), so the job fails rather than
+staying claimed until it is reaped. A 404 or 409 on a report means
+the job is no longer this runner's (taken back, deleted, or this runner forgotten): that
+report is dropped.
+
+The first SIGTERM (or Ctrl-C) stops taking jobs and lets the current one finish; a second
+one gives the current job back to the queue (release) and exits.
 """
 
 from __future__ import annotations
@@ -15,15 +28,19 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
 from runner_plugins import get_plugin
+from runpack_api.schemas import CompleteRequest, ErrorRequest, HeartbeatRequest, RegisterRequest
 from runpack_tasks.execute import JobOutcome, RunContext, run_plugin
+from runpack_tasks.report_limits import ReportLimits
+from runpack_tasks.settings import RunpackSettings
 
 log = logging.getLogger("runpack.runner")
 
@@ -32,11 +49,19 @@ LONG_POLL_S = 25
 KEEPALIVE_S = 15
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
-MAX_CONSOLE_BYTES = 1_048_576
+#: Answers that mean a report's job is no longer this runner's.
+NOT_OURS = (404, 409)
+#: Answers refusing a result as invalid or too large.
+REFUSED = (400, 413)
 
 
 class ReleaseRequested(BaseException):
     """Raised in the running job by a second SIGTERM (a BaseException: plugins don't catch it)."""
+
+
+class ServerRefused(RuntimeError):
+    """Raised when the server finally refuses what the runner cannot go on without
+    (registering, or asking for jobs): a wrong key, a job type it rejects."""
 
 
 @dataclass
@@ -51,6 +76,10 @@ class RunnerConfig:
     #: Seconds each poll may wait for a job; 0 polls plainly every ``poll_interval_s``.
     long_poll_s: float = LONG_POLL_S
     poll_interval_s: float = 1.0
+    #: What reports are held to; by default this host's ``RUNPACK_MAX_*_BYTES``.
+    limits: ReportLimits = field(
+        default_factory=lambda: ReportLimits.from_settings(RunpackSettings())
+    )
 
 
 class Backoff:
@@ -67,6 +96,38 @@ class Backoff:
     def reset(self) -> None:
         """After a success."""
         self.failures = 0
+
+
+def is_retryable(status_code: int) -> bool:
+    """Whether an answer is worth sending the request again: 5xx and 429."""
+    return status_code == 429 or status_code >= 500
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The server's Retry-After in seconds, when it gives one as a number."""
+    try:
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def server_error(response: httpx.Response) -> str:
+    """The server's error message in a refusal (its ``error`` field), else the raw body."""
+    try:
+        message = response.json().get("error")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message) if message else response.text[:500]
+
+
+def encode(body: BaseModel) -> bytes:
+    """A request model as the JSON body sent (compact UTF-8, as httpx's ``json=`` sends it).
+
+    Raises ValueError or TypeError for what cannot be sent as JSON.
+    """
+    return json.dumps(
+        body.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
 
 
 class HttpRunner:
@@ -89,14 +150,24 @@ class HttpRunner:
     # -- HTTP with retries ----------------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, *, retry: bool = True, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        retry: bool = True,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """Send until the server answers (any status) unless ``retry`` is False."""
+        """Send ``body`` (JSON) until the server gives a final answer: anything but a 5xx
+        or a 429. Transport errors and those answers are retried, unless ``retry`` is
+        False: then a transport error is raised and the answer returned."""
         backoff = Backoff()
         headers = {"X-Runner-ID": self.runner_id} if self.runner_id else {}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         while True:
             try:
-                response = self._http.request(method, path, headers=headers, **kwargs)
+                response = self._http.request(method, path, headers=headers, content=body, **kwargs)
             except httpx.TransportError as exc:
                 if not retry:
                     raise
@@ -104,16 +175,28 @@ class HttpRunner:
                 log.warning("retrying %s %s in %.1f s: %s", method, path, delay, exc)
                 self._sleep(delay)
                 continue
-            if response.status_code == 429 or response.status_code >= 500:
-                if not retry:
-                    return response
-                delay = float(response.headers.get("Retry-After") or backoff.next_delay_s())
+            if is_retryable(response.status_code) and retry:
+                asked = retry_after_s(response)
+                delay = backoff.next_delay_s() if asked is None else asked
                 log.warning(
                     "retrying %s %s in %.1f s: HTTP %d", method, path, delay, response.status_code
                 )
                 self._sleep(delay)
                 continue
             return response
+
+    @staticmethod
+    def _log_final(job_id: str, route: str, answer: httpx.Response) -> None:
+        """The one line a final refusal of a job's request gets."""
+        meaning = " (the job is no longer this runner's)" if answer.status_code in NOT_OURS else ""
+        log.error(
+            "job %s: %s answered HTTP %d%s: %s",
+            job_id,
+            route,
+            answer.status_code,
+            meaning,
+            server_error(answer),
+        )
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -128,7 +211,10 @@ class HttpRunner:
         return runner_id if isinstance(runner_id, str) else None
 
     def register(self) -> str:
-        """Reuse the id in the state file if the server still knows it, else register."""
+        """Reuse the id in the state file if the server still knows it, else register.
+
+        Raises ServerRefused if the server refuses the registration.
+        """
         self.runner_id = self._saved_id()
         if self.runner_id is not None:
             if self._request("GET", "/api/runner/verify").status_code == 200:
@@ -136,13 +222,12 @@ class HttpRunner:
                 return self.runner_id
             log.info("the server forgot runner %s; registering again", self.runner_id)
             self.runner_id = None
-        answer = self._request(
-            "POST",
-            "/api/runner/register",
-            json={"name": self.config.name, "capabilities": self.config.job_types},
-        )
+        request = RegisterRequest(name=self.config.name, capabilities=self.config.job_types)
+        answer = self._request("POST", "/api/runner/register", body=encode(request))
         if answer.status_code != 201:
-            raise RuntimeError(f"registration refused: {answer.status_code} {answer.text}")
+            raise ServerRefused(
+                f"registration refused: HTTP {answer.status_code} {server_error(answer)}"
+            )
         self.runner_id = str(answer.json()["runner_id"])
         self.config.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.config.state_file.write_text(
@@ -161,7 +246,11 @@ class HttpRunner:
     # -- the loop ---------------------------------------------------------------------------
 
     def available(self) -> list[dict[str, Any]]:
-        """Pending jobs of this runner's types (long poll)."""
+        """Pending jobs of this runner's types (long poll).
+
+        A 404 (this runner forgotten) registers again; any other refusal raises
+        ServerRefused, as asking again would be refused again.
+        """
         answer = self._request(
             "GET",
             "/api/runner/jobs/available",
@@ -170,31 +259,62 @@ class HttpRunner:
         if answer.status_code == 404:  # forgotten while running: register again
             self.register()
             return []
+        if answer.status_code != 200:
+            raise ServerRefused(
+                f"asking for jobs refused: HTTP {answer.status_code} {server_error(answer)}"
+            )
         jobs: list[dict[str, Any]] = answer.json().get("jobs", [])
         return jobs
 
     def claim(self, job_id: str) -> dict[str, Any] | None:
-        """The job if this runner won it, else None."""
+        """The job if this runner won it, else None (a lost race, 409, is not logged)."""
         answer = self._request("POST", f"/api/runner/jobs/{job_id}/claim")
         if answer.status_code != 200:
+            if answer.status_code != 409:
+                self._log_final(job_id, "claim", answer)
             return None
         job: dict[str, Any] = answer.json()["job"]
         log.info("claimed %s (%s)", job_id, job["job_type"])
         return job
 
     def _heartbeat(self, job_id: str) -> Callable[[int | None, int | None, str], bool]:
+        """The job's heartbeat sink: True while the job is still this runner's.
+
+        A heartbeat the server refuses (or that cannot be sent as it is, such as a
+        negative progress) is logged once for the job and replaced by a bare one, which
+        keeps the claim alive. A transport error, a 5xx or a 429 raises: the context
+        sends again at its next flush.
+        """
+        route = f"/api/runner/jobs/{job_id}/heartbeat"
+        refused_before = False
+
+        def note_refusal(reason: str) -> None:
+            nonlocal refused_before
+            if not refused_before:
+                log.error("job %s: heartbeat refused, sending bare ones: %s", job_id, reason)
+                refused_before = True
+
         def send(current: int | None, total: int | None, console: str) -> bool:
-            answer = self._request(
-                "POST",
-                f"/api/runner/jobs/{job_id}/heartbeat",
-                retry=False,
-                json={
-                    "progress_current": current,
-                    "progress_total": total,
-                    "console_output": console,
-                },
-            )
-            if answer.status_code >= 500 or answer.status_code == 429:
+            try:
+                body: bytes | None = encode(
+                    HeartbeatRequest(
+                        progress_current=current, progress_total=total, console_output=console
+                    )
+                )
+            except ValueError as exc:
+                note_refusal(str(exc))
+                body = None
+            if body is not None:
+                answer = self._request("POST", route, body=body, retry=False)
+                if 400 <= answer.status_code < 500 and answer.status_code not in (
+                    *NOT_OURS,
+                    429,
+                ):
+                    note_refusal(f"HTTP {answer.status_code} {server_error(answer)}")
+                    body = None
+            if body is None:
+                answer = self._request("POST", route, body=encode(HeartbeatRequest()), retry=False)
+            if is_retryable(answer.status_code):
                 raise RuntimeError(f"heartbeat answered {answer.status_code}")
             if current is not None:
                 log.info("progress %s: %s/%s", job_id, current, total)
@@ -208,46 +328,66 @@ class HttpRunner:
             job["job_id"],
             self._heartbeat(job["job_id"]),
             keepalive_s=KEEPALIVE_S,
-            max_console_bytes=MAX_CONSOLE_BYTES,
+            max_console_bytes=self.config.limits.max_console_bytes,
         )
         return run_plugin(get_plugin(job["job_type"]), job["input_params"], context)
 
+    def _post_report(self, job_id: str, route: str, body: bytes) -> httpx.Response:
+        """Send a report until the server's final answer; a refusal is logged once."""
+        answer = self._request("POST", f"/api/runner/jobs/{job_id}/{route}", body=body)
+        if answer.status_code != 200:
+            self._log_final(job_id, route, answer)
+        return answer
+
+    def _fail(self, job_id: str, message: str, console: str | None) -> None:
+        """Report the job failed with ``message`` (cut to the error limit).
+
+        If the server refuses it as too large, it is sent once more without the console
+        output (the server's console limit may be smaller than this runner's).
+        """
+        error = self.config.limits.error_text(message)
+        answer = self._post_report(
+            job_id, "error", encode(ErrorRequest(error_message=error, console_output=console))
+        )
+        if answer.status_code == 413 and console is not None:
+            answer = self._post_report(job_id, "error", encode(ErrorRequest(error_message=error)))
+        if answer.status_code == 200:
+            log.info("failed %s: %s", job_id, error)
+
+    def _complete_body(self, outcome: JobOutcome) -> tuple[bytes | None, str | None]:
+        """The complete request's body, or why the output cannot be sent."""
+        output = outcome.output_data if outcome.output_data is not None else {}
+        failure = self.config.limits.output_failure(output)
+        if failure is not None:
+            return None, failure
+        try:
+            request = CompleteRequest(output_data=output, console_output=outcome.console_output)
+            return encode(request), None
+        except (ValueError, TypeError) as exc:
+            return None, f"the output cannot be sent as JSON: {exc}"
+
     def report(self, job_id: str, outcome: JobOutcome) -> None:
-        """Complete or fail the job; retried until the server answers 200 or 409."""
-        if outcome.error_message is None:
-            path, body = (
-                "complete",
-                {"output_data": outcome.output_data, "console_output": outcome.console_output},
-            )
-        else:
-            path, body = (
-                "error",
-                {"error_message": outcome.error_message, "console_output": outcome.console_output},
-            )
-        backoff = Backoff()
-        while True:
-            answer = self._request("POST", f"/api/runner/jobs/{job_id}/{path}", json=body)
-            if answer.status_code in (200, 409):
-                break
-            if answer.status_code == 404:  # forgotten runner: it cannot report any more
-                log.error("cannot report %s: this runner is unknown to the server", job_id)
-                return
-            delay = backoff.next_delay_s()
-            log.warning(
-                "retrying %s of %s in %.1f s: HTTP %d %s",
-                path,
-                job_id,
-                delay,
-                answer.status_code,
-                answer.text[:200],
-            )
-            self._sleep(delay)
-        if answer.status_code == 409:
-            log.warning("%s: the server no longer counts %s as ours", path, job_id)
-        elif path == "complete":
+        """Complete the job, or fail it with its error; returns after the server's final
+        answer to each report sent (transport errors, 5xx and 429 are retried without end).
+
+        An output over this runner's limit, or not sendable as JSON, is reported as the
+        job's error instead. A result the server refuses (400 or 413) is reported as the
+        job's error with the server's reason. A report answered 404 or 409 is dropped: the
+        job is no longer this runner's.
+        """
+        console = outcome.console_output
+        if outcome.error_message is not None:
+            self._fail(job_id, outcome.error_message, console)
+            return
+        body, failure = self._complete_body(outcome)
+        if body is None:
+            self._fail(job_id, failure or "the output cannot be sent", console)
+            return
+        answer = self._post_report(job_id, "complete", body)
+        if answer.status_code == 200:
             log.info("completed %s", job_id)
-        else:
-            log.info("failed %s: %s", job_id, outcome.error_message)
+        elif answer.status_code in REFUSED:
+            self._fail(job_id, f"the server refused the result: {server_error(answer)}", console)
 
     def release(self, job_id: str) -> None:
         """Give the job back to the queue."""
@@ -255,7 +395,7 @@ class HttpRunner:
         log.info("released %s (HTTP %d)", job_id, answer.status_code)
 
     def run_one(self, job_id: str) -> bool:
-        """Claim, run and report one job; False if another runner had it."""
+        """Claim, run and report one job; False if this runner did not get it."""
         self._phase, self._current_job = "busy", job_id
         try:
             job = self.claim(job_id)
@@ -275,7 +415,7 @@ class HttpRunner:
             self._phase, self._current_job = "idle", None
 
     def serve(self) -> None:
-        """Register, then take jobs until asked to stop."""
+        """Register, then take jobs until asked to stop (or refused, see ``available``)."""
         self.register()
         while not self.stopping:
             jobs = self.available()
@@ -295,7 +435,7 @@ class HttpRunner:
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         """First signal: finish the current job, then stop. Second: release it now.
 
-        Claims and reports in flight are never interrupted, so no result is dropped.
+        Claims and reports in flight are never interrupted by a signal.
         """
         if self._phase == "running" and self.stopping:
             log.info("second %s: releasing %s", signal.Signals(signum).name, self._current_job)

@@ -16,6 +16,7 @@ from typing import Any
 
 from runner_plugins import Plugin
 from runpack_tasks.jobstore.payloads import storable
+from runpack_tasks.report_limits import tail_console
 
 #: A heartbeat: (progress_current, progress_total, console_output) -> still ours?
 HeartbeatSink = Callable[[int | None, int | None, str], bool]
@@ -82,13 +83,10 @@ class RunContext:
 
     @property
     def console_output(self) -> str:
-        """The log so far, newest lines kept within the size limit."""
+        """The log so far, newest lines kept within the size limit (``tail_console``)."""
         with self._lock:
             text = "\n".join(self._lines)
-        encoded = text.encode("utf-8", "replace")
-        if len(encoded) > self._max_console_bytes:
-            text = encoded[-self._max_console_bytes :].decode("utf-8", "ignore")
-        return text
+        return tail_console(text, self._max_console_bytes)
 
     def flush(self, force: bool = False) -> None:
         """Send a heartbeat if something changed, the keepalive is due, or ``force``."""

@@ -12,7 +12,6 @@ from typing import Any
 from celery import Celery, signals
 
 from runpack_tasks.jobstore import lifecycle
-from runpack_tasks.jobstore.payloads import storable
 from runpack_tasks.tasks import EXECUTE_TASK
 from runpack_tasks.worker_state import state_of
 
@@ -61,12 +60,11 @@ def _failed(
     if job_id is None:
         return
     console = run.context.console_output if run is not None and run.context else None
-    message = storable(str(exception) or type(exception).__name__)
     lifecycle.fail(
         state.engine,
         job_id,
         state.runner_id,
-        error_message=message[: state.settings.max_error_bytes],
+        error_message=state.limits.error_text(str(exception) or type(exception).__name__),
         console_output=console,
     )
 

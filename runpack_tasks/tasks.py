@@ -55,9 +55,14 @@ def execute(self: Task, job_id: str, job_type: str | None = None) -> None:
         job_id,
         heartbeat,
         keepalive_s=state.settings.heartbeat_timeout_s / 3,
-        max_console_bytes=state.settings.max_console_bytes,
+        max_console_bytes=state.limits.max_console_bytes,
     )
     run.outcome = run_plugin(plugin, job.input_params, run.context)
     if run.outcome.error_message is not None:
         raise JobFailed(run.outcome.error_message)
-    check_json("output_data", run.outcome.output_data, state.settings.max_output_bytes)
+    output = run.outcome.output_data or {}
+    failure = state.limits.output_failure(output)
+    if failure is not None:
+        raise JobFailed(failure)
+    # what the API refuses a runner's output for (400): too deep, or not encodable as JSON
+    check_json("output_data", output, state.limits.max_output_bytes)

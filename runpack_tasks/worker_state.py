@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from runpack_tasks.execute import JobOutcome, RunContext
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.jobstore.models import JobRow
+from runpack_tasks.report_limits import ReportLimits
 from runpack_tasks.settings import RunpackSettings
 
 
@@ -61,6 +62,11 @@ class WorkerState:
             _INHERITED_ENGINES.append(self._engine)
         self._engine = None
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def limits(self) -> ReportLimits:
+        """What this worker's reports are held to (``RUNPACK_MAX_*_BYTES``)."""
+        return ReportLimits.from_settings(self.settings)
 
     @functools.cached_property
     def runner_id(self) -> str:

@@ -90,9 +90,19 @@ class Cluster:
         return process
 
     def start_runner(
-        self, types: str, state_file: Path, name: str = "laptop", url: str | None = None
+        self,
+        types: str,
+        state_file: Path,
+        name: str = "laptop",
+        url: str | None = None,
+        long_poll_s: float | None = None,
     ) -> subprocess.Popen[bytes]:
-        """A ``runpack runner`` (HTTP) in its own process group."""
+        """A ``runpack runner`` (HTTP) in its own process group.
+
+        A short ``long_poll_s`` lets the server stop soon after the runner (the server
+        finishes a long poll in flight before it exits).
+        """
+        poll = ["--long-poll", str(long_poll_s)] if long_poll_s is not None else []
         return self._spawn(
             "runner",
             "runner",
@@ -104,6 +114,7 @@ class Cluster:
             str(state_file),
             "--name",
             name,
+            *poll,
         )
 
     def start_beat(self) -> subprocess.Popen[bytes]:

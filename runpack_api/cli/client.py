@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from runpack_api.cli.common import console, fail, installed_job_types
+from runpack_api.cli.common import console, fail, installed_job_types, load_settings
 from runpack_tasks.settings import DEFAULT_API_URL
 
 out = Console(soft_wrap=True)
@@ -91,7 +91,8 @@ def runner(
     ] = 1.0,
 ) -> None:
     """An HTTP runner: claims jobs of its types over HTTP and runs their plugins here."""
-    from runpack_api.runner_client import HttpRunner, ReleaseRequested, RunnerConfig
+    from runpack_api.runner_client import HttpRunner, ReleaseRequested, RunnerConfig, ServerRefused
+    from runpack_tasks.report_limits import ReportLimits
 
     if not key:
         raise fail("RUNPACK_RUNNER_API_KEY not set (or pass --key)")
@@ -108,11 +109,15 @@ def runner(
         state_file=state_file,
         long_poll_s=long_poll,
         poll_interval_s=poll_interval,
+        limits=ReportLimits.from_settings(load_settings(require_keys=False)),
     )
     http_runner = HttpRunner(config)
     http_runner.install_signal_handlers()
-    with contextlib.suppress(ReleaseRequested):  # a signal while idle, or the second one
-        http_runner.serve()
+    try:
+        with contextlib.suppress(ReleaseRequested):  # a signal while idle, or the second one
+            http_runner.serve()
+    except ServerRefused as exc:
+        raise fail(str(exc)) from None
     logging.getLogger("runpack.runner").info("stopped")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -11,8 +12,10 @@ from runpack_tasks.errors import InvalidRequest, PayloadTooLarge
 JOB_TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 #: The largest integer a JSON number holds exactly everywhere (JavaScript's safe range).
 MAX_SAFE_INTEGER = 2**53 - 1
-#: PostgreSQL text cannot hold NUL; what runners print is stored with this instead.
+#: PostgreSQL text cannot hold NUL, and UTF-8 no lone surrogate; what runners print is
+#: stored with this instead.
 NUL_REPLACEMENT = "\ufffd"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 #: Deeper JSON is refused: no real parameters need it, and encoders recurse.
 MAX_JSON_DEPTH = 64
 
@@ -63,5 +66,6 @@ def refuse_nul(value: str) -> str:
 
 
 def storable(text: str) -> str:
-    """Text a runner produced, with NUL characters replaced so it can be stored."""
-    return text.replace("\x00", NUL_REPLACEMENT)
+    """Text a runner produced, with NUL characters and lone surrogates (which UTF-8 cannot
+    encode) replaced so it can be sent and stored."""
+    return _LONE_SURROGATE.sub(NUL_REPLACEMENT, text.replace("\x00", NUL_REPLACEMENT))

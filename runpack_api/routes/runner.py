@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runpack_api.deps import EngineDep, RunnerDep, RunnerKey, RunnerRate, RuntimeDep
 from runpack_api.jsonbody import OrjsonRoute
+from runpack_api.runtime import Runtime
 from runpack_api.schemas import (
     AvailableJob,
     AvailableResponse,
@@ -118,23 +119,30 @@ async def claim_job(job_id: PathId, runner: RunnerDep, engine: EngineDep) -> Any
     )
 
 
-async def _report(report: Callable[[], JobRow | None], refused: str, done: str) -> Outcome:
-    """Apply a claimer-only transition; 409 if the job is not this runner's."""
-    if await run_in_threadpool(report) is None:
-        raise _not_yours(refused)
-    return Outcome(success=True, message=done)
+async def _report(
+    runtime: Runtime, console: str | None, report: Callable[..., JobRow | None], action: str
+) -> Outcome:
+    """Apply a claimer-only transition with the report's console log (within its limit);
+    409 if the job is not this runner's. ``action`` names it in the answer."""
+    check_text("console_output", console, runtime.settings.max_console_bytes)
+    if await run_in_threadpool(report, console_output=console) is None:
+        raise _not_yours(action)
+    return Outcome(success=True, message=REPORTED[action])
 
 
-@router.post(
-    "/jobs/{job_id}/heartbeat",
-    response_model=Outcome,
-    responses=REPORT_RESPONSES,
-)
+#: The answer's message for each report that was applied.
+REPORTED = {
+    "heartbeat": "Heartbeat recorded",
+    "complete": "Job completed",
+    "report an error for": "Job marked failed",
+}
+
+
+@router.post("/jobs/{job_id}/heartbeat", response_model=Outcome, responses=REPORT_RESPONSES)
 async def heartbeat_job(
     job_id: PathId, body: HeartbeatRequest, runtime: RunnerRate, runner: RunnerDep
 ) -> Any:
     """Report progress and the console log so far; keeps the claim alive."""
-    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
     report = functools.partial(
         lifecycle.heartbeat,
         runtime.engine,
@@ -142,9 +150,8 @@ async def heartbeat_job(
         runner.id,
         progress_current=body.progress_current,
         progress_total=body.progress_total,
-        console_output=body.console_output,
     )
-    return await _report(report, "heartbeat", "Heartbeat recorded")
+    return await _report(runtime, body.console_output, report, "heartbeat")
 
 
 @router.post("/jobs/{job_id}/complete", response_model=Outcome, responses=REPORT_RESPONSES)
@@ -153,16 +160,10 @@ async def complete_job(
 ) -> Any:
     """Report a job's result; it becomes the cached answer for its hash."""
     check_json("output_data", body.output_data, runtime.settings.max_output_bytes)
-    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
     report = functools.partial(
-        lifecycle.complete,
-        runtime.engine,
-        job_id,
-        runner.id,
-        output_data=body.output_data,
-        console_output=body.console_output,
+        lifecycle.complete, runtime.engine, job_id, runner.id, output_data=body.output_data
     )
-    return await _report(report, "complete", "Job completed")
+    return await _report(runtime, body.console_output, report, "complete")
 
 
 @router.post("/jobs/{job_id}/error", response_model=Outcome, responses=REPORT_RESPONSES)
@@ -171,16 +172,10 @@ async def fail_job(
 ) -> Any:
     """Report that a job failed, and why."""
     check_text("error_message", body.error_message, runtime.settings.max_error_bytes)
-    check_text("console_output", body.console_output, runtime.settings.max_console_bytes)
     report = functools.partial(
-        lifecycle.fail,
-        runtime.engine,
-        job_id,
-        runner.id,
-        error_message=body.error_message,
-        console_output=body.console_output,
+        lifecycle.fail, runtime.engine, job_id, runner.id, error_message=body.error_message
     )
-    return await _report(report, "report an error for", "Job marked failed")
+    return await _report(runtime, body.console_output, report, "report an error for")
 
 
 @router.post("/jobs/{job_id}/release", response_model=Outcome, responses=REPORT_RESPONSES)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from runpack_api.bodylimit import BodyLimitMiddleware, body_caps
+from runpack_api.cors import APICORSMiddleware
 from runpack_api.dashboard import views as dashboard
 from runpack_api.direct import DirectRoutes
 from runpack_api.errors import install_error_handlers
@@ -42,6 +43,8 @@ def create_app(settings: RunpackSettings) -> FastAPI:
     app.state.runtime = runtime
     app.add_middleware(DirectRoutes, prefix=JOBS_PREFIX, router=jobs.router)
     app.add_middleware(BodyLimitMiddleware, caps=body_caps(settings))
+    if settings.cors_origins:  # added last, so outermost: its headers reach every answer
+        app.add_middleware(APICORSMiddleware, origins=settings.cors_origins)
     install_error_handlers(app)
 
     app.include_router(jobs.router, prefix=JOBS_PREFIX, tags=["jobs"])

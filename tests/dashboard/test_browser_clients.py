@@ -110,7 +110,9 @@ def open_client_page(tab: Any, origin: str, cluster: Cluster, name: str) -> None
     keys = cluster.server.keys
     query = {"api": cluster.server.url, "submit": keys.submit, "admin": keys.admin, "name": name}
     tab.goto(f"{origin}/index.html?{urlencode(query)}")
-    tab.wait_for_function("document.getElementById('done').textContent === 'done'", timeout=30_000)
+    tab.wait_for_function(
+        "() => document.getElementById('done').textContent === 'done'", timeout=30_000
+    )
 
 
 def test_a_page_of_an_allowed_origin_submits_follows_and_reads_stats(
@@ -171,7 +173,7 @@ def test_the_dashboard_runs_under_its_content_security_policy(tab: Any, cluster:
     tab.fill("#key-admin", cluster.server.keys.admin)
     tab.click("#save-keys")
     tab.wait_for_function(
-        "document.getElementById('keys-status').textContent.includes('admin: ok; submit: ok')"
+        "() => document.getElementById('keys-status').textContent.includes('admin: ok; submit: ok')"
     )
     tab.goto(f"{cluster.server.url}/playground")
     tab.wait_for_selector("#pg-type option[value=hello_world]", state="attached")

@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from runpack_api import docs
 from runpack_api.bodylimit import BodyLimitMiddleware, body_caps
+from runpack_api.cors import APICORSMiddleware
 from runpack_api.dashboard import views as dashboard
 from runpack_api.direct import DirectRoutes
 from runpack_api.errors import install_error_handlers
@@ -38,10 +40,14 @@ def create_app(settings: RunpackSettings) -> FastAPI:
         summary="Compute things on demand, and never the same thing twice.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by docs.router, from the API's own copy of Swagger UI
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.add_middleware(DirectRoutes, prefix=JOBS_PREFIX, router=jobs.router)
     app.add_middleware(BodyLimitMiddleware, caps=body_caps(settings))
+    if settings.cors_origins:  # added last, so outermost: its headers reach every answer
+        app.add_middleware(APICORSMiddleware, origins=settings.cors_origins)
     install_error_handlers(app)
 
     app.include_router(jobs.router, prefix=JOBS_PREFIX, tags=["jobs"])
@@ -49,6 +55,8 @@ def create_app(settings: RunpackSettings) -> FastAPI:
     app.include_router(admin.router, prefix="/api/admin", tags=["admin"])
     app.include_router(health.router, tags=["health"])
     app.include_router(metrics.router, tags=["health"])
+    app.include_router(docs.router)  # /docs, /docs/oauth2-redirect
+    app.mount(docs.ASSETS_PATH, docs.assets, name="docs-assets")
     app.include_router(dashboard.router)  # /, /jobs, /jobs/{id}, /runners, ... (HTML)
     app.mount("/static", dashboard.static_files, name="static")
     return app

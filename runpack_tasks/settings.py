@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated
 
 from limits import parse as parse_rate
@@ -17,6 +18,9 @@ DEFAULT_BROKER_URL = "filesystem://runpack-broker"
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
 DEFAULT_API_URL = f"http://{DEFAULT_API_HOST}:{DEFAULT_API_PORT}"
+
+#: What a browser sends as ``Origin``: scheme, host and optional port, no path.
+ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s]+", re.IGNORECASE)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -65,6 +69,8 @@ class RunpackSettings(BaseSettings):
     broker_timeout_s: float = Field(2, gt=0)
 
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
+    #: Origins whose web pages may call the API (``*``: any); empty turns CORS off.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
     #: How long an API process serves a completed result from memory before it looks at
     #: the table again (bounds how long a deleted or expired result can still be served
@@ -100,9 +106,9 @@ class RunpackSettings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate such as '10/minute'") from None
         return value
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod
-    def _split_proxies(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -111,6 +117,15 @@ class RunpackSettings(BaseSettings):
     @classmethod
     def _parse_proxies(cls, value: list[object]) -> list[IPNetwork]:
         return [ipaddress.ip_network(str(item), strict=False) for item in value]
+
+    @field_validator("cors_origins", mode="after")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        origins = [origin.rstrip("/") for origin in value]
+        for origin in origins:
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://example.org")
+        return origins
 
     @property
     def rate_limit_storage_url(self) -> str | None:

@@ -11,11 +11,15 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from runpack_api.dashboard.headers import SecuredRoute, WithSecurityHeaders
+
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-static_files = StaticFiles(directory=HERE / "static")
+static_files = WithSecurityHeaders(StaticFiles(directory=HERE / "static"))
 
-router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+router = APIRouter(
+    include_in_schema=False, default_response_class=HTMLResponse, route_class=SecuredRoute
+)
 
 PAGES = {
     "/": ("overview.html", "Overview"),

@@ -1,11 +1,13 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright) against a real
-API, worker and beat; screenshots of each page go to docs/screenshots/."""
+API, worker and beat; screenshots of each page go to a temporary folder, or refresh
+docs/screenshots/ when RUNPACK_UPDATE_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+DOC_SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+UPDATE_SCREENSHOTS = os.environ.get("RUNPACK_UPDATE_SCREENSHOTS") == "1"
+# Conditions given to wait_for_function are arrow functions: Playwright polls a bare
+# expression with eval(), which the dashboard's Content-Security-Policy refuses.
 SCRIPT = "<script>alert(1)</script>"
 IMAGE = "<img src=x onerror=alert(2)>"
 
@@ -65,19 +70,29 @@ def page(browser: Any, cluster: Cluster) -> Iterator[Any]:
     tab.fill("#key-admin", cluster.server.keys.admin)
     tab.click("#save-keys")
     tab.wait_for_function(
-        "document.getElementById('keys-status').textContent.includes('admin: ok; submit: ok')"
+        "() => document.getElementById('keys-status').textContent.includes('admin: ok; submit: ok')"
     )
     yield tab
     assert tab.dialogs == []
     context.close()
 
 
-def shoot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+Shoot = Callable[[Any, str], None]
 
 
-def test_keys_never_reach_a_page_or_url(page: Any, cluster: Cluster) -> None:
+@pytest.fixture(scope="module")
+def shoot(tmp_path_factory: pytest.TempPathFactory) -> Shoot:
+    """Screenshots a page, into docs/screenshots/ only when asked to refresh them."""
+    folder = DOC_SCREENSHOTS if UPDATE_SCREENSHOTS else tmp_path_factory.mktemp("screenshots")
+
+    def screenshot(page: Any, name: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=folder / f"{name}.png", full_page=True)
+
+    return screenshot
+
+
+def test_keys_never_reach_a_page_or_url(page: Any, cluster: Cluster, shoot: Shoot) -> None:
     for path in ("/", "/jobs", "/runners", "/playground", "/settings"):
         source = httpx.get(f"{cluster.server.url}{path}").text
         assert cluster.server.keys.admin not in source
@@ -88,7 +103,9 @@ def test_keys_never_reach_a_page_or_url(page: Any, cluster: Cluster) -> None:
     shoot(page, "settings")
 
 
-def test_a_person_submits_follows_and_finds_a_job(page: Any, cluster: Cluster) -> None:
+def test_a_person_submits_follows_and_finds_a_job(
+    page: Any, cluster: Cluster, shoot: Shoot
+) -> None:
     url = cluster.server.url
     name = f"Dashboard {uuid.uuid4().hex[:6]}"
     # Given the playground, a hello_world job is submitted
@@ -104,12 +121,12 @@ def test_a_person_submits_follows_and_finds_a_job(page: Any, cluster: Cluster) -
 
     # Then its progress and status update live, to 100% and completed, without a reload
     page.wait_for_function(
-        "/^[1-9]\\d?% /.test(document.getElementById('pg-progress-text').textContent)",
+        "() => /^[1-9]\\d?% /.test(document.getElementById('pg-progress-text').textContent)",
         timeout=30_000,
     )
     shoot(page, "playground")
     page.wait_for_function(
-        "document.getElementById('pg-status').textContent === 'completed'", timeout=30_000
+        "() => document.getElementById('pg-status').textContent === 'completed'", timeout=30_000
     )
     assert page.text_content("#pg-progress-text") == "100% (10/10)"
     assert page.evaluate("window.sameDocument") is True
@@ -117,7 +134,9 @@ def test_a_person_submits_follows_and_finds_a_job(page: Any, cluster: Cluster) -
 
     # And its page shows the output
     page.click("#pg-job-link")
-    page.wait_for_function("document.getElementById('job-output').textContent.includes('greeting')")
+    page.wait_for_function(
+        "() => document.getElementById('job-output').textContent.includes('greeting')"
+    )
     assert f"Hello, {name}!" in page.text_content("#job-output")
     assert "completed" in page.text_content("#job-status")
     shoot(page, "job")
@@ -126,7 +145,7 @@ def test_a_person_submits_follows_and_finds_a_job(page: Any, cluster: Cluster) -
     page.goto(f"{url}/jobs")
     page.select_option("#filters select[name=status]", "failed")
     page.click("#filters button")
-    page.wait_for_function("document.getElementById('page-info').textContent === 'no jobs'")
+    page.wait_for_function("() => document.getElementById('page-info').textContent === 'no jobs'")
     page.select_option("#filters select[name=status]", "completed")
     page.fill("#filters input[name=job_type]", "hello_world")
     page.click("#filters button")
@@ -140,7 +159,7 @@ def test_a_person_submits_follows_and_finds_a_job(page: Any, cluster: Cluster) -
     page.goto(f"{url}/")
     page.wait_for_selector("#job-counts .card")
     page.wait_for_function(
-        "[...document.querySelectorAll('#throughput rect')]"
+        "() => [...document.querySelectorAll('#throughput rect')]"
         ".some((bar) => Number(bar.getAttribute('height')) > 0)"
     )
     shoot(page, "overview")
@@ -183,18 +202,18 @@ def test_html_in_jobs_is_shown_as_text_everywhere(page: Any, cluster: Cluster) -
 
     # When every page shows them, then nothing runs and the text is visible as written
     page.goto(f"{url}/jobs/{running}")
-    page.wait_for_function("document.getElementById('job-console').textContent.length > 0")
+    page.wait_for_function("() => document.getElementById('job-console').textContent.length > 0")
     assert SCRIPT in page.text_content("#job-params") and IMAGE in page.text_content("#job-params")
     assert page.text_content("#job-console") == f"{SCRIPT}\n{IMAGE}"
     page.goto(f"{url}/jobs/{failing}")
-    page.wait_for_function("document.getElementById('job-error').textContent.length > 0")
+    page.wait_for_function("() => document.getElementById('job-error').textContent.length > 0")
     assert page.text_content("#job-error") == f"{IMAGE} {SCRIPT}"
     assert page.is_visible("#job-error")
     page.goto(f"{url}/runners")
     page.wait_for_selector("#runners-table tbody tr")
     assert f"evil {IMAGE}" in page.text_content("#runners-table")
     page.goto(f"{url}/runners/{runner_id}")
-    page.wait_for_function("document.getElementById('runner-name').textContent.length > 0")
+    page.wait_for_function("() => document.getElementById('runner-name').textContent.length > 0")
     assert page.text_content("#runner-name") == f"evil {IMAGE}"
     page.goto(f"{url}/jobs?job_type=probe")
     page.wait_for_selector("#jobs-table tbody tr")

@@ -1,0 +1,59 @@
+"""The dashboard's answers carry its security headers (SPEC §9); the API's do not need them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from runpack_api.app import create_app
+from runpack_api.dashboard.views import PAGES
+from tests.api.test_direct_routes import KEYS, settings_for
+from tests.support import EMBEDDED
+
+#: An attribute such as onclick= or onerror=, which a CSP without 'unsafe-inline' blocks.
+INLINE_HANDLER = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
+DASHBOARD_PATHS = [*PAGES, "/jobs/some-job", "/runners/some-runner", "/static/app.js"]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    tmp: Path = tmp_path_factory.mktemp("headers")
+    with (
+        EMBEDDED.fresh_database(tmp) as url,
+        TestClient(create_app(settings_for(url, EMBEDDED, tmp))) as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize("path", DASHBOARD_PATHS)
+def test_a_dashboard_answer_carries_the_security_headers(client: TestClient, path: str) -> None:
+    answer = client.get(path)
+
+    assert answer.status_code == 200
+    policy = dict(
+        part.strip().split(" ", 1) for part in answer.headers["content-security-policy"].split(";")
+    )
+    assert policy["script-src"] == "'self'"
+    assert policy["style-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert all("http" not in sources and "unsafe" not in sources for sources in policy.values())
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+def test_dashboard_pages_hold_no_inline_script_or_style(client: TestClient) -> None:
+    for path in DASHBOARD_PATHS[:-1]:
+        page = client.get(path).text
+        assert "<script>" not in page and "<style" not in page and " style=" not in page, path
+        assert not INLINE_HANDLER.search(page), path
+
+
+def test_api_answers_are_not_dashboard_pages(client: TestClient) -> None:
+    headers = {"Authorization": f"Bearer {KEYS['admin']}"}
+    for path in ("/api/admin/stats", "/health"):
+        assert "content-security-policy" not in client.get(path, headers=headers).headers

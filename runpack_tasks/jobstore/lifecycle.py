@@ -246,8 +246,8 @@ def heartbeat(
     job_id: str,
     runner_id: str,
     *,
-    progress_current: int | None,
-    progress_total: int | None,
+    progress_current: float | None,
+    progress_total: float | None,
     console_output: str | None,
 ) -> JobRow | None:
     """claimed/in_progress -> in_progress, recording progress and the log (claimer only);

@@ -61,12 +61,15 @@ function statusBadge(status) { return el("span", { class: `status ${status}` }, 
 
 function jobLink(jobId) { return el("a", { href: `/jobs/${encodeURIComponent(jobId)}` }, jobId); }
 
+// A progress number as text: whole numbers as they are, fractions to at most two places.
+const amount = (value) => (value ?? "").toLocaleString(undefined, { maximumFractionDigits: 2 });
+
 function setProgress(barId, textId, progress, status) {
   let percent = 0;
   let label = status === "completed" ? "100%" : "";
   if (progress && progress.total) {
     percent = Math.min(100, Math.round(100 * (progress.current || 0) / progress.total));
-    label = `${percent}% (${progress.current}/${progress.total})`;
+    label = `${percent}% (${amount(progress.current)}/${amount(progress.total)})`;
   }
   if (status === "completed") percent = 100;
   $(barId).style.width = `${percent}%`;
@@ -78,7 +81,7 @@ function miniProgress(progress) {
   const percent = Math.min(100, Math.round(100 * (progress.current || 0) / progress.total));
   const bar = el("div", { class: "bar" });
   bar.style.width = `${percent}%`;
-  return el("div", { class: "mini progress", title: `${progress.current}/${progress.total}` }, bar);
+  return el("div", { class: "mini progress", title: `${amount(progress.current)}/${amount(progress.total)}` }, bar);
 }
 
 function banner(message) {

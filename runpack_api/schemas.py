@@ -310,6 +310,12 @@ class DeleteResponse(Outcome):
     deleted: int
 
 
+class BatchDeleteResponse(DeleteResponse):
+    """How many jobs a batch delete removed, and the ids it did not (no such job)."""
+
+    failed: list[str]
+
+
 class Health(BaseModel):
     """Whether the database and the broker answer."""
 

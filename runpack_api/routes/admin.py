@@ -12,6 +12,7 @@ from runpack_api.deps import AdminKey, AdminRate, AdminReadKey
 from runpack_api.jsonbody import OrjsonRoute
 from runpack_api.schemas import (
     BatchDeleteRequest,
+    BatchDeleteResponse,
     DeleteResponse,
     ErrorBody,
     JobCounts,
@@ -144,7 +145,7 @@ async def throughput(runtime: AdminRate, minutes: Annotated[int, Query(ge=1, le=
     )
 
 
-async def _delete(runtime: Any, job_ids: list[str]) -> int:
+async def _delete(runtime: Any, job_ids: list[str]) -> set[str]:
     deleted = await run_in_threadpool(lifecycle.delete, runtime.engine, job_ids)
     runtime.results.clear()
     return deleted
@@ -158,8 +159,14 @@ async def delete_job(job_id: PathId, runtime: AdminRate) -> Any:
     return DeleteResponse(success=True, message=f"Job {job_id} deleted", deleted=1)
 
 
-@router.post("/jobs/batch-delete", response_model=DeleteResponse, dependencies=[AdminKey])
+@router.post("/jobs/batch-delete", response_model=BatchDeleteResponse, dependencies=[AdminKey])
 async def batch_delete(body: BatchDeleteRequest, runtime: AdminRate) -> Any:
-    """Delete several jobs by id; unknown ids are skipped."""
+    """Delete several jobs by id; ids of no job are skipped and listed in ``failed``."""
     deleted = await _delete(runtime, body.job_ids)
-    return DeleteResponse(success=True, message=f"{deleted} jobs deleted", deleted=deleted)
+    failed = [job_id for job_id in dict.fromkeys(body.job_ids) if job_id not in deleted]
+    return BatchDeleteResponse(
+        success=True,
+        message=f"{len(deleted)} jobs deleted, {len(failed)} not found",
+        deleted=len(deleted),
+        failed=failed,
+    )

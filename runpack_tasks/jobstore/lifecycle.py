@@ -356,10 +356,11 @@ def expire(engine: Engine, job_id: str) -> JobRow | None:
     return queries.first_job(_EXPIRE, engine, job_id=job_id, now=now_ms())
 
 
-def delete(engine: Engine, job_ids: Iterable[str]) -> int:
-    """Remove jobs whatever their state; returns how many existed."""
+def delete(engine: Engine, job_ids: Iterable[str]) -> set[str]:
+    """Remove jobs whatever their state; returns the ids of those that existed."""
     ids = list(job_ids)
     if not ids:
-        return 0
+        return set()
     with engine.begin() as conn:
-        return conn.execute(sa.delete(JOBS).where(JOBS.c.id.in_(ids))).rowcount
+        removed = conn.execute(sa.delete(JOBS).where(JOBS.c.id.in_(ids)).returning(JOBS.c.id))
+        return set(removed.scalars())

@@ -226,10 +226,12 @@ class RunnerWithJob(RunnerSummary):
 
 
 class RunnerList(BaseModel):
-    """Every runner."""
+    """A page of runners and how many there are."""
 
     runners: list[RunnerWithJob]
     total: int
+    limit: int
+    offset: int
 
 
 class RunnerDetail(RunnerSummary):

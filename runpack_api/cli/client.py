@@ -285,12 +285,12 @@ def jobs(
 def runners(
     url: UrlOption = DEFAULT_API_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
 ) -> None:
-    """HTTP runners and Celery workers."""
+    """HTTP runners and Celery workers, most recently seen first (the first page)."""
     found = _admin_view(url, key, lambda client: client.runners(), json_mode)
     if found is None:
         return
     _print_table(
-        "runners",
+        f"{len(found.runners)} of {found.total} runners",
         ["runner id", "name", "kind", "job types", "active", "running"],
         [
             [
@@ -304,6 +304,9 @@ def runners(
             for r in found.runners
         ],
     )
+    more = found.total - found.offset - len(found.runners)
+    if more > 0:
+        out.print(f"{more} more runners not shown (GET /api/admin/runners pages through them)")
 
 
 def stats(

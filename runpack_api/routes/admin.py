@@ -40,6 +40,8 @@ router = APIRouter(
     responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
 )
 MAX_PAGE = 500
+#: Runners listed when no ``limit`` is given.
+RUNNER_PAGE = 100
 
 
 def _active_since(runtime: Any) -> int:
@@ -73,14 +75,24 @@ async def job_detail(job_id: PathId, runtime: AdminRate) -> Any:
 
 
 @router.get("/runners", response_model=RunnerList, dependencies=[AdminReadKey])
-async def list_runners(runtime: AdminRate) -> Any:
-    """Every runner and Celery worker, most recently seen first."""
-    found = await run_in_threadpool(queries.list_runners, runtime.engine)
-    running = await run_in_threadpool(queries.running_jobs_by_runner, runtime.engine)
+async def list_runners(
+    runtime: AdminRate,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = RUNNER_PAGE,
+    offset: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER)] = 0,
+) -> Any:
+    """A page of runners and Celery workers, most recently seen first."""
+    page = await run_in_threadpool(
+        lambda: queries.list_runners(runtime.engine, limit=limit, offset=offset)
+    )
+    running = await run_in_threadpool(
+        queries.running_jobs_by_runner, runtime.engine, [r.id for r in page.rows]
+    )
     since = _active_since(runtime)
     return RunnerList(
-        runners=[presenters.runner_listed(r, since, running.get(r.id)) for r in found],
-        total=len(found),
+        runners=[presenters.runner_listed(r, since, running.get(r.id)) for r in page.rows],
+        total=page.total,
+        limit=limit,
+        offset=offset,
     )
 
 

@@ -17,8 +17,8 @@ class JobContext(Protocol):
 
     job_id: str
 
-    def progress(self, current: int, total: int | None = None) -> None:
-        """Record progress; it reaches the server at most once a second."""
+    def progress(self, current: float, total: float | None = None) -> None:
+        """Record progress (3 of 10, or 0.42 of 1); it reaches the server at most once a second."""
 
     def log(self, line: str) -> None:
         """Append a line to the job's console output."""

@@ -156,9 +156,15 @@ class RunpackClient:
         """Everything stored about a job."""
         return self._call("admin", "GET", f"/api/admin/jobs/{job_id}", JobDetail)
 
-    def runners(self) -> RunnerList:
-        """HTTP runners and Celery workers."""
-        return self._call("admin", "GET", "/api/admin/runners", RunnerList)
+    def runners(self, *, limit: int = 100, offset: int = 0) -> RunnerList:
+        """A page of HTTP runners and Celery workers, most recently seen first."""
+        return self._call(
+            "admin",
+            "GET",
+            "/api/admin/runners",
+            RunnerList,
+            params={"limit": limit, "offset": offset},
+        )
 
     def runner(self, runner_id: str) -> RunnerDetail:
         """One runner and its recent jobs."""

@@ -30,11 +30,23 @@ SUBMIT_MESSAGES = {
 }
 
 
+def _amount(value: float | None) -> int | float | None:
+    """A stored progress value as it was reported: a whole number as an integer (the column
+    holds every number as a float; all reported ones are below 2**53, so exactly)."""
+    if value is not None and float(value).is_integer():
+        return int(value)
+    return value
+
+
 def _progress(job: Listed) -> dict[str, Any]:
     """``progress`` once a runner reported some, else nothing."""
     if job.progress_current is None and job.progress_total is None:
         return {}
-    return {"progress": Progress(current=job.progress_current, total=job.progress_total)}
+    return {
+        "progress": Progress(
+            current=_amount(job.progress_current), total=_amount(job.progress_total)
+        )
+    }
 
 
 def _outcome(job: JobRow) -> dict[str, Any]:

@@ -277,7 +277,7 @@ class HttpRunner:
         log.info("claimed %s (%s)", job_id, job["job_type"])
         return job
 
-    def _heartbeat(self, job_id: str) -> Callable[[int | None, int | None, str], bool]:
+    def _heartbeat(self, job_id: str) -> Callable[[float | None, float | None, str], bool]:
         """The job's heartbeat sink: True while the job is still this runner's.
 
         A heartbeat the server refuses (or that cannot be sent as it is, such as a
@@ -294,7 +294,7 @@ class HttpRunner:
                 log.error("job %s: heartbeat refused, sending bare ones: %s", job_id, reason)
                 refused_before = True
 
-        def send(current: int | None, total: int | None, console: str) -> bool:
+        def send(current: float | None, total: float | None, console: str) -> bool:
             try:
                 body: bytes | None = encode(
                     HeartbeatRequest(

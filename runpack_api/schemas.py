@@ -11,7 +11,8 @@ from runpack_tasks.jobstore.models import JobStatus, RunnerKind
 from runpack_tasks.jobstore.payloads import JOB_TYPE_PATTERN, MAX_SAFE_INTEGER, refuse_nul
 
 JobType = Annotated[str, StringConstraints(pattern=JOB_TYPE_PATTERN)]
-Count = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+#: Progress a runner reports: any finite JSON number from 0 up to JavaScript's safe range.
+Amount = Annotated[float, Field(ge=0, le=MAX_SAFE_INTEGER, allow_inf_nan=False)]
 #: Longest id a path may name: job ids are UUIDs, runner ids at most this long.
 MAX_ID_LENGTH = 64
 #: A job or runner id in a path: NUL cannot be stored, so it is refused (400), not looked up.
@@ -44,8 +45,8 @@ class RegisterRequest(_Request):
 class HeartbeatRequest(_Request):
     """Progress and the whole console log so far (it replaces the stored log)."""
 
-    progress_current: Count | None = None
-    progress_total: Count | None = None
+    progress_current: Amount | None = None
+    progress_total: Amount | None = None
     console_output: Text | None = None
 
 
@@ -73,10 +74,10 @@ class BatchDeleteRequest(_Request):
 
 
 class Progress(BaseModel):
-    """How far a running job is."""
+    """How far a running job is: a whole number is given as an integer, as runners send it."""
 
-    current: int | None
-    total: int | None
+    current: int | float | None
+    total: int | float | None
 
 
 class JobResult(BaseModel):
@@ -225,10 +226,12 @@ class RunnerWithJob(RunnerSummary):
 
 
 class RunnerList(BaseModel):
-    """Every runner."""
+    """A page of runners and how many there are."""
 
     runners: list[RunnerWithJob]
     total: int
+    limit: int
+    offset: int
 
 
 class RunnerDetail(RunnerSummary):
@@ -307,6 +310,12 @@ class DeleteResponse(Outcome):
     """How many jobs a delete removed."""
 
     deleted: int
+
+
+class BatchDeleteResponse(DeleteResponse):
+    """How many jobs a batch delete removed, and the ids it did not (no such job)."""
+
+    failed: list[str]
 
 
 class Health(BaseModel):

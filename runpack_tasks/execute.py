@@ -19,7 +19,7 @@ from runpack_tasks.jobstore.payloads import storable
 from runpack_tasks.report_limits import tail_console
 
 #: A heartbeat: (progress_current, progress_total, console_output) -> still ours?
-HeartbeatSink = Callable[[int | None, int | None, str], bool]
+HeartbeatSink = Callable[[float | None, float | None, str], bool]
 
 FLUSH_INTERVAL_S = 1.0
 
@@ -46,8 +46,8 @@ class RunContext:
         self._lock = threading.Lock()
         self._lines: list[str] = []
         self._console_bytes = 0
-        self._current: int | None = None
-        self._total: int | None = None
+        self._current: float | None = None
+        self._total: float | None = None
         self._dirty = False
         self._last_sent = 0.0
         self._flushing = threading.Lock()  # the flusher thread and the final flush
@@ -56,12 +56,12 @@ class RunContext:
 
     # -- JobContext ---------------------------------------------------------------------
 
-    def progress(self, current: int, total: int | None = None) -> None:
-        """Record progress."""
+    def progress(self, current: float, total: float | None = None) -> None:
+        """Record progress (any numbers >= 0: 3 of 10, or 0.42 of 1)."""
         with self._lock:
-            self._current, self._dirty = int(current), True
+            self._current, self._dirty = float(current), True
             if total is not None:
-                self._total = int(total)
+                self._total = float(total)
 
     def log(self, line: str) -> None:
         """Append a line to the console output, dropping the oldest beyond the size limit."""

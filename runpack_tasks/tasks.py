@@ -38,7 +38,7 @@ def execute(self: Task, job_id: str, job_type: str | None = None) -> None:
     state.runs[self.request.id] = run
     plugin = get_plugin(job.job_type)
 
-    def heartbeat(current: int | None, total: int | None, console: str) -> bool:
+    def heartbeat(current: float | None, total: float | None, console: str) -> bool:
         return (
             lifecycle.heartbeat(
                 state.engine,

@@ -121,6 +121,17 @@ def runner(
     logging.getLogger("runpack.runner").info("stopped")
 
 
+def _progress_text(progress: Any) -> str:
+    """``current/total`` with fractions rounded to three places, or ``None/None``."""
+
+    def amount(value: float | None) -> str:
+        return str(round(value, 3) if isinstance(value, float) else value)
+
+    if progress is None:
+        return "None/None"
+    return f"{amount(progress.current)}/{amount(progress.total)}"
+
+
 def _progress_printer(json_mode: bool) -> tuple[Any, Any]:
     """A callback showing progress (a bar on a terminal, lines otherwise) and a closer."""
     if json_mode or not sys.stderr.isatty():
@@ -133,9 +144,8 @@ def _progress_printer(json_mode: bool) -> tuple[Any, Any]:
             )
             if seen != last[0]:
                 last[0] = seen
-                current = status.progress.current if status.progress else None
-                total = status.progress.total if status.progress else None
-                console.print(f"{status.status.value} {current}/{total}", highlight=False)
+                text = _progress_text(status.progress)
+                console.print(f"{status.status.value} {text}", highlight=False)
 
         return print_line, lambda: None
 
@@ -263,7 +273,7 @@ def jobs(
                 job.job_id,
                 job.job_type,
                 job.status.value,
-                f"{job.progress.current}/{job.progress.total}" if job.progress else "",
+                _progress_text(job.progress) if job.progress else "",
                 str(job.attempts),
                 job.claimed_by or "",
             ]
@@ -275,12 +285,12 @@ def jobs(
 def runners(
     url: UrlOption = DEFAULT_API_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
 ) -> None:
-    """HTTP runners and Celery workers."""
+    """HTTP runners and Celery workers, most recently seen first (the first page)."""
     found = _admin_view(url, key, lambda client: client.runners(), json_mode)
     if found is None:
         return
     _print_table(
-        "runners",
+        f"{len(found.runners)} of {found.total} runners",
         ["runner id", "name", "kind", "job types", "active", "running"],
         [
             [
@@ -294,6 +304,9 @@ def runners(
             for r in found.runners
         ],
     )
+    more = found.total - found.offset - len(found.runners)
+    if more > 0:
+        out.print(f"{more} more runners not shown (GET /api/admin/runners pages through them)")
 
 
 def stats(

@@ -12,6 +12,7 @@ from runpack_api.deps import AdminKey, AdminRate, AdminReadKey
 from runpack_api.jsonbody import OrjsonRoute
 from runpack_api.schemas import (
     BatchDeleteRequest,
+    BatchDeleteResponse,
     DeleteResponse,
     ErrorBody,
     JobCounts,
@@ -39,6 +40,8 @@ router = APIRouter(
     responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
 )
 MAX_PAGE = 500
+#: Runners listed when no ``limit`` is given.
+RUNNER_PAGE = 100
 
 
 def _active_since(runtime: Any) -> int:
@@ -72,14 +75,24 @@ async def job_detail(job_id: PathId, runtime: AdminRate) -> Any:
 
 
 @router.get("/runners", response_model=RunnerList, dependencies=[AdminReadKey])
-async def list_runners(runtime: AdminRate) -> Any:
-    """Every runner and Celery worker, most recently seen first."""
-    found = await run_in_threadpool(queries.list_runners, runtime.engine)
-    running = await run_in_threadpool(queries.running_jobs_by_runner, runtime.engine)
+async def list_runners(
+    runtime: AdminRate,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = RUNNER_PAGE,
+    offset: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER)] = 0,
+) -> Any:
+    """A page of runners and Celery workers, most recently seen first."""
+    page = await run_in_threadpool(
+        lambda: queries.list_runners(runtime.engine, limit=limit, offset=offset)
+    )
+    running = await run_in_threadpool(
+        queries.running_jobs_by_runner, runtime.engine, [r.id for r in page.rows]
+    )
     since = _active_since(runtime)
     return RunnerList(
-        runners=[presenters.runner_listed(r, since, running.get(r.id)) for r in found],
-        total=len(found),
+        runners=[presenters.runner_listed(r, since, running.get(r.id)) for r in page.rows],
+        total=page.total,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -144,7 +157,7 @@ async def throughput(runtime: AdminRate, minutes: Annotated[int, Query(ge=1, le=
     )
 
 
-async def _delete(runtime: Any, job_ids: list[str]) -> int:
+async def _delete(runtime: Any, job_ids: list[str]) -> set[str]:
     deleted = await run_in_threadpool(lifecycle.delete, runtime.engine, job_ids)
     runtime.results.clear()
     return deleted
@@ -158,8 +171,14 @@ async def delete_job(job_id: PathId, runtime: AdminRate) -> Any:
     return DeleteResponse(success=True, message=f"Job {job_id} deleted", deleted=1)
 
 
-@router.post("/jobs/batch-delete", response_model=DeleteResponse, dependencies=[AdminKey])
+@router.post("/jobs/batch-delete", response_model=BatchDeleteResponse, dependencies=[AdminKey])
 async def batch_delete(body: BatchDeleteRequest, runtime: AdminRate) -> Any:
-    """Delete several jobs by id; unknown ids are skipped."""
+    """Delete several jobs by id; ids of no job are skipped and listed in ``failed``."""
     deleted = await _delete(runtime, body.job_ids)
-    return DeleteResponse(success=True, message=f"{deleted} jobs deleted", deleted=deleted)
+    failed = [job_id for job_id in dict.fromkeys(body.job_ids) if job_id not in deleted]
+    return BatchDeleteResponse(
+        success=True,
+        message=f"{len(deleted)} jobs deleted, {len(failed)} not found",
+        deleted=len(deleted),
+        failed=failed,
+    )

@@ -246,8 +246,8 @@ def heartbeat(
     job_id: str,
     runner_id: str,
     *,
-    progress_current: int | None,
-    progress_total: int | None,
+    progress_current: float | None,
+    progress_total: float | None,
     console_output: str | None,
 ) -> JobRow | None:
     """claimed/in_progress -> in_progress, recording progress and the log (claimer only);
@@ -356,10 +356,11 @@ def expire(engine: Engine, job_id: str) -> JobRow | None:
     return queries.first_job(_EXPIRE, engine, job_id=job_id, now=now_ms())
 
 
-def delete(engine: Engine, job_ids: Iterable[str]) -> int:
-    """Remove jobs whatever their state; returns how many existed."""
+def delete(engine: Engine, job_ids: Iterable[str]) -> set[str]:
+    """Remove jobs whatever their state; returns the ids of those that existed."""
     ids = list(job_ids)
     if not ids:
-        return 0
+        return set()
     with engine.begin() as conn:
-        return conn.execute(sa.delete(JOBS).where(JOBS.c.id.in_(ids))).rowcount
+        removed = conn.execute(sa.delete(JOBS).where(JOBS.c.id.in_(ids)).returning(JOBS.c.id))
+        return set(removed.scalars())

@@ -64,8 +64,9 @@ class Job(SQLModel, table=True):
     claimed_at: int | None = Field(default=None, sa_type=sa.BigInteger)
     last_heartbeat: int | None = Field(default=None, sa_type=sa.BigInteger)
     finished_at: int | None = Field(default=None, sa_type=sa.BigInteger)
-    progress_current: int | None = Field(default=None, sa_type=sa.BigInteger)
-    progress_total: int | None = Field(default=None, sa_type=sa.BigInteger)
+    #: Progress as its runner reports it: any number >= 0, such as 3 of 10 or 0.42 of 1.
+    progress_current: float | None = Field(default=None, sa_type=sa.Double)
+    progress_total: float | None = Field(default=None, sa_type=sa.Double)
     console_output: str | None = Field(default=None, sa_type=sa.Text)
     output_data: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     error_message: str | None = Field(default=None, sa_type=sa.Text)
@@ -125,8 +126,8 @@ if TYPE_CHECKING:
         claimed_at: int | None
         last_heartbeat: int | None
         finished_at: int | None
-        progress_current: int | None
-        progress_total: int | None
+        progress_current: float | None
+        progress_total: float | None
         console_output: str | None
         output_data: dict[str, Any] | None
         error_message: str | None

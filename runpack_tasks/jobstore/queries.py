@@ -118,10 +118,17 @@ def runner_by_id(engine: Engine, runner_id: str) -> Row[Any] | None:
         return conn.execute(sa.select(RUNNERS).where(RUNNERS.c.id == runner_id)).first()
 
 
-def list_runners(engine: Engine) -> list[Row[Any]]:
-    """Every runner, most recently seen first."""
+def list_runners(engine: Engine, *, limit: int = 100, offset: int = 0) -> Page:
+    """A page of runners, most recently seen first (ties by id, so pages do not overlap)."""
     with engine.connect() as conn:
-        return list(conn.execute(sa.select(RUNNERS).order_by(RUNNERS.c.last_seen.desc())).all())
+        rows = conn.execute(
+            sa.select(RUNNERS)
+            .order_by(RUNNERS.c.last_seen.desc(), RUNNERS.c.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        total = conn.execute(sa.select(sa.func.count()).select_from(RUNNERS))
+    return Page(rows=list(rows), total=int(total.scalar_one()))
 
 
 def runner_counts(engine: Engine, active_s: float) -> tuple[int, int]:
@@ -207,12 +214,16 @@ def heartbeat_lag(engine: Engine) -> dict[str, float]:
     return {job_type: (now - int(oldest)) / 1000 for job_type, oldest in rows if oldest}
 
 
-def running_jobs_by_runner(engine: Engine) -> dict[str, str]:
-    """The job each runner is running now (one per runner, the most recently claimed)."""
+def running_jobs_by_runner(engine: Engine, runner_ids: list[str]) -> dict[str, str]:
+    """The job each of these runners is running now (one per runner, the most recently
+    claimed)."""
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(JOBS.c.claimed_by, JOBS.c.id)
-            .where(JOBS.c.status.in_([JobStatus.CLAIMED.value, JobStatus.IN_PROGRESS.value]))
+            .where(
+                JOBS.c.claimed_by.in_(runner_ids),
+                JOBS.c.status.in_([JobStatus.CLAIMED.value, JobStatus.IN_PROGRESS.value]),
+            )
             .order_by(JOBS.c.claimed_at)
         ).all()
     return {claimed_by: job_id for claimed_by, job_id in rows}

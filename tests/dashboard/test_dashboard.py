@@ -221,3 +221,51 @@ def test_html_in_jobs_is_shown_as_text_everywhere(page: Any, cluster: Cluster) -
     page.wait_for_selector("#job-counts .card")
     assert page.locator("img").count() == 0
     assert page.dialogs == []
+
+
+def showing(page: Any, info: str) -> None:
+    """Wait until the pager says ``info`` (such as "1\u201350 of 61")."""
+    page.wait_for_function(
+        "(info) => document.getElementById('page-info').textContent === info", arg=info
+    )
+
+
+def test_runners_page_through_and_fractional_progress_shows(page: Any, cluster: Cluster) -> None:
+    # Given more runners than one page holds, one of them running a job at 0.4213 of 1
+    url = cluster.server.url
+    with cluster.server.client("runner") as runner:
+        registered = [
+            runner.post(
+                "/api/runner/register", json={"name": f"pager {n}", "capabilities": ["probe"]}
+            ).json()["runner_id"]
+            for n in range(60)
+        ]
+    job_id = cluster.submit("probe", {"n": uuid.uuid4().hex}).json()["job_id"]
+    with cluster.server.client("runner", registered[0]) as runner:
+        assert runner.post(f"/api/runner/jobs/{job_id}/claim").status_code == 200
+        beat = runner.post(
+            f"/api/runner/jobs/{job_id}/heartbeat",
+            json={"progress_current": 0.4213, "progress_total": 1},
+        )
+        assert beat.status_code == 200
+    with cluster.server.client("admin") as admin:
+        total = admin.get("/api/admin/runners").json()["total"]
+    assert 60 < total <= 100
+
+    # When the runners page is opened, then it shows the first 50 and pages to the rest
+    page.goto(f"{url}/runners")
+    showing(page, f"1\u201350 of {total}")
+    assert page.locator("#runners-table tbody tr").count() == 50
+    assert page.is_disabled("#prev") and not page.is_disabled("#next")
+    page.click("#next")
+    showing(page, f"51\u2013{total} of {total}")
+    assert page.locator("#runners-table tbody tr").count() == total - 50
+    assert page.is_disabled("#next") and not page.is_disabled("#prev")
+    page.click("#prev")
+    showing(page, f"1\u201350 of {total}")
+
+    # And the job's page shows its fractional progress rounded
+    page.goto(f"{url}/jobs/{job_id}")
+    page.wait_for_function(
+        "document.getElementById('job-progress-text').textContent === '42% (0.42/1)'"
+    )

@@ -135,7 +135,7 @@ def test_a_row_deleted_before_it_is_read_is_inserted_again(
 
     def deleted_first(engine: Engine, digest: str) -> JobRow | None:
         if not reads:  # an admin deletes the job between the insert and this read
-            assert lifecycle.delete(engine, [old.id]) == 1
+            assert lifecycle.delete(engine, [old.id]) == {old.id}
         reads.append(real_job_by_hash(engine, digest))
         return reads[-1]
 

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel
 
 from runpack_tasks.jobstore import models
-from runpack_tasks.jobstore.models import JOBS, JobRow
-from runpack_tasks.jobstore.schema import upgrade
+from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus
+from runpack_tasks.jobstore.schema import alembic_config, upgrade
 
 
 def _differences(engine: Engine, metadata: sa.MetaData) -> list[Any]:
@@ -94,3 +95,47 @@ def test_every_query_has_an_index(engine: Engine) -> None:
 def test_upgrade_twice_is_harmless(database_url: str, engine: Engine) -> None:
     upgrade(database_url)
     assert {"jobs", "runners", "alembic_version"} <= set(inspect(engine).get_table_names())
+
+
+def _progress(engine: Engine) -> tuple[Any, Any]:
+    with engine.connect() as conn:
+        return tuple(conn.execute(sa.select(JOBS.c.progress_current, JOBS.c.progress_total)).one())
+
+
+def test_progress_becomes_fractional_and_keeps_what_was_stored(
+    database_url: str, engine: Engine
+) -> None:
+    # Given a job with whole-number progress, in a database before fractional progress
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(JOBS).values(
+                id="job-1",
+                job_hash="h" * 64,
+                job_type="t",
+                input_params={},
+                status=JobStatus.IN_PROGRESS.value,
+                created_at=1,
+                updated_at=1,
+                attempts=1,
+                progress_current=3,
+                progress_total=10,
+            )
+        )
+    command.downgrade(alembic_config(database_url), "0003")
+    assert _progress(engine) == (3, 10)
+    changed = {
+        change[0]
+        for difference in _differences(engine, SQLModel.metadata)
+        for change in (difference if isinstance(difference, list) else [difference])
+    }
+    assert changed == {"modify_type"}
+
+    # When the database is upgraded
+    upgrade(database_url)
+
+    # Then the stored progress is kept, fractions fit, and the schema is the models'
+    assert _progress(engine) == (3.0, 10.0)
+    with engine.begin() as conn:
+        conn.execute(sa.update(JOBS).values(progress_current=0.42, progress_total=1))
+    assert _progress(engine) == (0.42, 1.0)
+    assert _differences(engine, SQLModel.metadata) == []

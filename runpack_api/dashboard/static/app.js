@@ -61,12 +61,15 @@ function statusBadge(status) { return el("span", { class: `status ${status}` }, 
 
 function jobLink(jobId) { return el("a", { href: `/jobs/${encodeURIComponent(jobId)}` }, jobId); }
 
+// A progress number as text: whole numbers as they are, fractions to at most two places.
+const amount = (value) => (value ?? "").toLocaleString(undefined, { maximumFractionDigits: 2 });
+
 function setProgress(barId, textId, progress, status) {
   let percent = 0;
   let label = status === "completed" ? "100%" : "";
   if (progress && progress.total) {
     percent = Math.min(100, Math.round(100 * (progress.current || 0) / progress.total));
-    label = `${percent}% (${progress.current}/${progress.total})`;
+    label = `${percent}% (${amount(progress.current)}/${amount(progress.total)})`;
   }
   if (status === "completed") percent = 100;
   $(barId).style.width = `${percent}%`;
@@ -78,7 +81,7 @@ function miniProgress(progress) {
   const percent = Math.min(100, Math.round(100 * (progress.current || 0) / progress.total));
   const bar = el("div", { class: "bar" });
   bar.style.width = `${percent}%`;
-  return el("div", { class: "mini progress", title: `${progress.current}/${progress.total}` }, bar);
+  return el("div", { class: "mini progress", title: `${amount(progress.current)}/${amount(progress.total)}` }, bar);
 }
 
 function banner(message) {
@@ -112,6 +115,27 @@ function needKeys(...roles) {
   const missing = roles.filter((role) => !keys.get(role));
   if (missing.length) banner(`Enter the ${missing.join(" and ")} key in Settings to use this page.`);
   return missing.length === 0;
+}
+
+// A listing refreshed every 3 s, `size` rows a page, paged with the #prev and #next buttons.
+// `load(limit, offset)` shows a page and returns how many rows it showed and the total.
+function paged(size, noun, load) {
+  let offset = 0;
+  const show = async () => {
+    const { shown, total } = await load(size, offset);
+    if (!shown && offset > 0) {  // rows went away: back to the last page there is
+      offset = total ? Math.floor((total - 1) / size) * size : 0;
+      return show();
+    }
+    text("page-info", total ? `${offset + 1}–${offset + shown} of ${total}` : `no ${noun}`);
+    $("prev").disabled = offset === 0;
+    $("next").disabled = offset + size >= total;
+  };
+  let stop = every(3000, show);
+  const reload = () => { stop(); stop = every(3000, show); };
+  $("prev").addEventListener("click", () => { offset = Math.max(0, offset - size); reload(); });
+  $("next").addEventListener("click", () => { offset += size; reload(); });
+  return () => { offset = 0; reload(); };
 }
 
 // ---- pages -------------------------------------------------------------------------------
@@ -173,14 +197,12 @@ function barChart(points) {
 
 pages.jobs = () => {
   if (!keys.reader()) { needKeys("admin"); return; }
-  const pageSize = 25;
-  let offset = 0;
   const filters = $("filters");
   const params = new URLSearchParams(location.search);
   filters.status.value = params.get("status") || "";
   filters.job_type.value = params.get("job_type") || "";
-  const load = async () => {
-    const query = new URLSearchParams({ limit: pageSize, offset });
+  const firstPage = paged(25, "jobs", async (limit, offset) => {
+    const query = new URLSearchParams({ limit, offset });
     if (filters.status.value) query.set("status", filters.status.value);
     if (filters.job_type.value.trim()) query.set("job_type", filters.job_type.value.trim());
     const page = await admin(`/api/admin/jobs?${query}`);
@@ -189,23 +211,16 @@ pages.jobs = () => {
       el("td", {}, statusBadge(job.status)), el("td", {}, miniProgress(job.progress)),
       el("td", {}, job.attempts), el("td", {}, when(job.created_at)),
       el("td", {}, job.claimed_by ? el("a", { href: `/runners/${encodeURIComponent(job.claimed_by)}` }, job.claimed_by) : ""))));
-    text("page-info", page.total ? `${offset + 1}–${offset + page.jobs.length} of ${page.total}` : "no jobs");
-    $("prev").disabled = offset === 0;
-    $("next").disabled = offset + pageSize >= page.total;
-  };
-  let stop = every(3000, load);
-  const reload = () => { stop(); stop = every(3000, load); };
+    return { shown: page.jobs.length, total: page.total };
+  });
   filters.addEventListener("submit", (event) => {
     event.preventDefault();
-    offset = 0;
     const query = new URLSearchParams();
     if (filters.status.value) query.set("status", filters.status.value);
     if (filters.job_type.value.trim()) query.set("job_type", filters.job_type.value.trim());
     history.replaceState(null, "", `/jobs${query.toString() ? `?${query}` : ""}`);
-    reload();
+    firstPage();
   });
-  $("prev").addEventListener("click", () => { offset = Math.max(0, offset - pageSize); reload(); });
-  $("next").addEventListener("click", () => { offset += pageSize; reload(); });
   $("search").addEventListener("submit", (event) => {
     event.preventDefault();
     location.href = `/jobs/${encodeURIComponent($("search").job_id.value.trim())}`;
@@ -266,14 +281,15 @@ pages.job = () => {
 
 pages.runners = () => {
   if (!keys.reader()) { needKeys("admin"); return; }
-  every(3000, async () => {
-    const data = await admin("/api/admin/runners");
+  paged(50, "runners", async (limit, offset) => {
+    const data = await admin(`/api/admin/runners?${new URLSearchParams({ limit, offset })}`);
     $("runners-table").tBodies[0].replaceChildren(...data.runners.map((runner) => el("tr", {},
       el("td", {}, el("a", { href: `/runners/${encodeURIComponent(runner.runner_id)}` }, runner.name)),
       el("td", {}, runner.kind === "celery" ? "Celery worker" : "HTTP runner"),
       el("td", {}, runner.capabilities.join(", ")), el("td", {}, when(runner.last_seen)),
       el("td", {}, runner.is_active ? "yes" : "no"),
       el("td", {}, runner.current_job ? jobLink(runner.current_job) : ""))));
+    return { shown: data.runners.length, total: data.total };
   });
 };
 

@@ -1,4 +1,9 @@
-"""Fixtures: every store and API test runs on the embedded default and on PostgreSQL + Redis."""
+"""Fixtures: every store and API test runs on the embedded default and on PostgreSQL + Redis.
+
+Two tiers of API server: ``server`` serves the app in this process (contract tests, what
+the HTTP API answers); ``live_server`` is a real ``runpack api`` process, for tests where
+processes are the point (HTTP runners, the CLI, Celery workers, beat, faults).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,18 @@ import pytest
 from sqlalchemy import Engine
 
 from runpack_tasks.jobstore.db import create_db_engine
-from tests.cluster import install_example_plugin
-from tests.support import EMBEDDED, IN_CI, Backend, ServerProcess, postgres_backend, running_server
+from tests.support import (
+    EMBEDDED,
+    IN_CI,
+    Backend,
+    InProcessServer,
+    ServerProcess,
+    cluster_variables,
+    install_example_plugin,
+    postgres_backend,
+    running_server,
+    serving_in_process,
+)
 
 
 @pytest.fixture(scope="session", params=["embedded", "postgres"])
@@ -60,9 +75,25 @@ def module_database_url(
 @pytest.fixture(scope="module")
 def server(
     backend: Backend, module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InProcessServer]:
+    """The API app served in this process, shared by one module's tests."""
+    tmp_dir = tmp_path_factory.mktemp("server")
+    with serving_in_process(module_database_url, backend, tmp_dir) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    backend: Backend,
+    module_database_url: str,
+    plugin_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerProcess]:
-    """A real ``runpack api`` process on loopback, shared by one module's tests."""
-    with running_server(module_database_url, backend, tmp_path_factory.mktemp("server")) as srv:
+    """A real ``runpack api`` process on loopback, shared by one module's tests, set up to
+    be a cluster's API: the example plugin importable, fast recovery (``cluster_around``)."""
+    tmp_dir = tmp_path_factory.mktemp("live")
+    extra = cluster_variables(backend, tmp_dir, plugin_dir)
+    with running_server(module_database_url, backend, tmp_dir, extra) as srv:
         yield srv
 
 

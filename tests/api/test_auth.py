@@ -1,4 +1,4 @@
-"""Which key opens which route (SPEC §4), over real HTTP: every route against every role."""
+"""Which key opens which route (SPEC §4), over HTTP: every route against every role."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.api.test_bad_input import assert_error, nothing_changes
-from tests.api.test_flow import register, submit
-from tests.support import ServerProcess, unique_params
+from tests.support import ApiServer, assert_error, nothing_changes, register, submit, unique_params
 
 JOB_TYPE = "auth_matrix"
 SUBMIT_ONLY = frozenset({"submit"})
@@ -89,12 +87,12 @@ ROUTES = [
 
 
 @pytest.fixture(scope="module")
-def runner_id(server: ServerProcess) -> str:
+def runner_id(server: ApiServer) -> str:
     """A registered runner, named in X-Runner-ID on every request of this module."""
     return register(server, [JOB_TYPE], name="auth-runner")
 
 
-def new_job(server: ServerProcess, runner_id: str, state: str | None) -> str | None:
+def new_job(server: ApiServer, runner_id: str, state: str | None) -> str | None:
     """A new job in ``state`` ("pending" or "claimed" by ``runner_id``), or none."""
     if state is None:
         return None
@@ -109,7 +107,7 @@ def new_job(server: ServerProcess, runner_id: str, state: str | None) -> str | N
 
 
 def call(
-    server: ServerProcess,
+    server: ApiServer,
     route: Route,
     authorization: str | None,
     runner_id: str,
@@ -125,11 +123,11 @@ def call(
     elif body is not None and "input_params" in body:
         body = {**body, "input_params": unique_params()}
     path = route.path.format(job=job_id, runner=runner_id)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+    with server.client() as client:
         return client.request(route.method, path, headers=headers, json=body)
 
 
-def bearer(server: ServerProcess, role: str) -> str | None:
+def bearer(server: ApiServer, role: str) -> str | None:
     """The Authorization header of ``role`` ("none": no header at all)."""
     return None if role == "none" else f"Bearer {getattr(server.keys, role)}"
 
@@ -137,7 +135,7 @@ def bearer(server: ServerProcess, role: str) -> str | None:
 @pytest.mark.parametrize("role", ["submit", "runner", "admin", "none"])
 @pytest.mark.parametrize("route", ROUTES, ids=str)
 def test_each_route_opens_to_its_roles_only(
-    server: ServerProcess, server_engine: Engine, runner_id: str, route: Route, role: str
+    server: ApiServer, server_engine: Engine, runner_id: str, route: Route, role: str
 ) -> None:
     # Given what the route acts on (a pending or claimed job, a runner)
     job_id = new_job(server, runner_id, route.job)
@@ -159,7 +157,7 @@ def test_each_route_opens_to_its_roles_only(
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.job is None], ids=str)
 def test_another_roles_key_is_refused_exactly_like_a_wrong_key(
-    server: ServerProcess,
+    server: ApiServer,
     runner_id: str,
     route: Route,
 ) -> None:
@@ -179,14 +177,13 @@ def test_another_roles_key_is_refused_exactly_like_a_wrong_key(
 @pytest.mark.parametrize(
     "authorization", [None, "Bearer not-a-key-of-this-server"], ids=["no-key", "wrong-key"]
 )
-def test_public_routes_need_no_key(
-    server: ServerProcess, path: str, authorization: str | None
-) -> None:
+def test_public_routes_need_no_key(server: ApiServer, path: str, authorization: str | None) -> None:
     # Given no Authorization header (or one with a key nobody has)
     headers = {} if authorization is None else {"Authorization": authorization}
 
     # When a public route is called
-    answer = httpx.get(f"{server.url}{path}", headers=headers, timeout=30)
+    with server.client(headers=headers) as anyone:
+        answer = anyone.get(path)
 
     # Then it answers
     assert answer.status_code == 200, answer.text
@@ -210,7 +207,7 @@ def other_case(key: str) -> str:
 
 
 @pytest.mark.parametrize("role", ["submit", "runner", "admin"])
-def test_keys_are_case_sensitive(server: ServerProcess, runner_id: str, role: str) -> None:
+def test_keys_are_case_sensitive(server: ApiServer, runner_id: str, role: str) -> None:
     # Given a role's key, and the same key with its letters' case swapped
     route = ROLE_ROUTE[role]
     key: str = getattr(server.keys, role)
@@ -227,7 +224,7 @@ def test_keys_are_case_sensitive(server: ServerProcess, runner_id: str, role: st
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
 @pytest.mark.parametrize("role", ["submit", "runner", "admin"])
 def test_bearer_scheme_is_case_insensitive(
-    server: ServerProcess, runner_id: str, role: str, scheme: str
+    server: ApiServer, runner_id: str, role: str, scheme: str
 ) -> None:
     # Given a role's key under the scheme name spelled in another case
     authorization = f"{scheme} {getattr(server.keys, role)}"

@@ -1,23 +1,29 @@
-"""RunpackClient against a live server, and the CLI's parameter parsing."""
+"""RunpackClient against the API, and the CLI's parameter parsing."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from runpack_api.cli.client import parse_params
 from runpack_api.client import RunpackAPIError, RunpackClient
+from runpack_api.schemas import JobStatusResponse
 from runpack_tasks.jobstore.models import JobStatus
-from tests.api.test_flow import register
-from tests.support import ServerProcess, unique_params
+from tests.support import ApiServer, register, unique_params, wait_for
 
 
-def client_for(server: ServerProcess) -> RunpackClient:
-    return RunpackClient(server.url, submit_key=server.keys.submit, admin_key=server.keys.admin)
+def client_for(server: ApiServer) -> RunpackClient:
+    return RunpackClient(
+        server.url,
+        submit_key=server.keys.submit,
+        admin_key=server.keys.admin,
+        transport=server.transport(None, None),
+    )
 
 
-def test_submit_check_status_and_admin_views_are_typed(server: ServerProcess) -> None:
+def test_submit_check_status_and_admin_views_are_typed(server: ApiServer) -> None:
     params = unique_params()
     with client_for(server) as client:
         assert client.check("typed", params).exists is False
@@ -34,7 +40,7 @@ def test_submit_check_status_and_admin_views_are_typed(server: ServerProcess) ->
         assert runner_id in [r.runner_id for r in client.runners().runners]
 
 
-def test_errors_carry_the_server_message(server: ServerProcess) -> None:
+def test_errors_carry_the_server_message(server: ApiServer) -> None:
     with client_for(server) as client:
         with pytest.raises(RunpackAPIError) as bad:
             client.submit("bad type", {})
@@ -43,34 +49,57 @@ def test_errors_carry_the_server_message(server: ServerProcess) -> None:
             client.status("no-such-job")
         assert missing.value.status_code == 404 and "no-such-job" in missing.value.message
     with (
-        RunpackClient(server.url, submit_key="wrong") as wrong,
+        RunpackClient(
+            server.url, submit_key="wrong", transport=server.transport(None, None)
+        ) as wrong,
         pytest.raises(RunpackAPIError) as refused,
     ):
         wrong.submit("x", {})
     assert refused.value.status_code == 401
 
 
-def test_wait_reports_progress_until_the_job_finishes(server: ServerProcess) -> None:
-    params = unique_params()
-    seen: list[str] = []
-    with client_for(server) as client:
-        job_id = client.submit("manual", params).job_id
+def test_wait_reports_progress_until_the_job_finishes(server: ApiServer) -> None:
+    seen: list[JobStatusResponse] = []
+
+    def running_at_half(status: JobStatusResponse) -> bool:
+        progress = status.progress
+        return status.status is JobStatus.IN_PROGRESS and (
+            progress is not None and (progress.current, progress.total) == (1, 2)
+        )
+
+    with client_for(server) as client, ThreadPoolExecutor(1) as pool:
+        # Given a job a runner is running, halfway through
+        job_id = client.submit("manual", unique_params()).job_id
         runner_id = register(server, ["manual"])
         with server.client("runner", runner_id) as runner:
-            runner.post(f"/api/runner/jobs/{job_id}/claim")
-            runner.post(f"/api/runner/jobs/{job_id}/complete", json={"output_data": {"v": 1}})
-        final = client.wait(
-            job_id,
-            timeout_s=30,
-            poll_interval_s=0.1,
-            on_progress=lambda status: seen.append(status.status.value),
-        )
+            assert runner.post(f"/api/runner/jobs/{job_id}/claim").status_code == 200
+            beat = runner.post(
+                f"/api/runner/jobs/{job_id}/heartbeat",
+                json={"progress_current": 1, "progress_total": 2},
+            )
+            assert beat.status_code == 200
+
+            # When a client waits for it
+            waiting = pool.submit(
+                client.wait, job_id, timeout_s=30, poll_interval_s=0.05, on_progress=seen.append
+            )
+
+            # Then the wait shows the progress while the job still runs
+            wait_for(lambda: any(map(running_at_half, seen)), what="progress seen by the wait")
+            assert not waiting.done()
+
+            # And when the runner completes it, the wait returns the result
+            done = runner.post(
+                f"/api/runner/jobs/{job_id}/complete", json={"output_data": {"v": 1}}
+            )
+            assert done.status_code == 200
+            final = waiting.result(timeout=30)
     assert final.status is JobStatus.COMPLETED
     assert final.result is not None and final.result.output_data == {"v": 1}
-    assert seen[-1] == "completed"
+    assert seen[-1].status is JobStatus.COMPLETED
 
 
-def test_wait_gives_up_after_its_timeout(server: ServerProcess) -> None:
+def test_wait_gives_up_after_its_timeout(server: ApiServer) -> None:
     with client_for(server) as client:
         job_id = client.submit("never_runs", unique_params()).job_id
         with pytest.raises(TimeoutError, match="still pending"):

@@ -1,30 +1,11 @@
-"""The seed's flow over real HTTP: submit, register, claim, heartbeat, complete, cached resubmit."""
+"""The seed's flow over HTTP: submit, register, claim, heartbeat, complete, cached resubmit."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
-
-from tests.support import ServerProcess, unique_params
+from tests.support import ApiServer, register, submit, unique_params
 
 
-def register(server: ServerProcess, capabilities: list[str], name: str = "runner") -> str:
-    with server.client("runner") as client:
-        answer = client.post(
-            "/api/runner/register", json={"name": name, "capabilities": capabilities}
-        )
-    assert answer.status_code == 201, answer.text
-    runner_id: str = answer.json()["runner_id"]
-    return runner_id
-
-
-def submit(server: ServerProcess, job_type: str, params: dict[str, Any]) -> httpx.Response:
-    with server.client("submit") as client:
-        return client.post("/api/jobs/submit", json={"job_type": job_type, "input_params": params})
-
-
-def test_seed_flow_end_to_end(server: ServerProcess) -> None:
+def test_seed_flow_end_to_end(server: ApiServer) -> None:
     # Given a new job
     params = unique_params(name="Ada", processing_time=1)
     created = submit(server, "hello_world", params)
@@ -80,7 +61,7 @@ def test_seed_flow_end_to_end(server: ServerProcess) -> None:
     assert status["status"] == "completed" and status["result"]["console_output"].endswith("done")
 
 
-def test_key_order_and_number_spelling_find_the_same_job(server: ServerProcess) -> None:
+def test_key_order_and_number_spelling_find_the_same_job(server: ApiServer) -> None:
     tag = unique_params()["test_id"]
     first = submit(server, "x", {"a": 1, "b": 2.0, "tag": tag})
     with server.client("submit") as client:
@@ -94,7 +75,7 @@ def test_key_order_and_number_spelling_find_the_same_job(server: ServerProcess) 
     assert second.json()["job_id"] == first.json()["job_id"]
 
 
-def test_check_never_creates(server: ServerProcess) -> None:
+def test_check_never_creates(server: ApiServer) -> None:
     params = unique_params()
     with server.client("submit") as client:
         answer = client.post("/api/jobs/check", json={"job_type": "x", "input_params": params})
@@ -102,7 +83,7 @@ def test_check_never_creates(server: ServerProcess) -> None:
     assert submit(server, "x", params).status_code == 201
 
 
-def test_failed_job_reports_error_and_resubmission_requeues(server: ServerProcess) -> None:
+def test_failed_job_reports_error_and_resubmission_requeues(server: ApiServer) -> None:
     params = unique_params()
     job_id = submit(server, "flaky", params).json()["job_id"]
     runner_id = register(server, ["flaky"])
@@ -130,7 +111,7 @@ def test_failed_job_reports_error_and_resubmission_requeues(server: ServerProces
     assert detail["attempts"] == 0 and detail["error_message"] is None
 
 
-def test_release_returns_job_to_pending_without_using_an_attempt(server: ServerProcess) -> None:
+def test_release_returns_job_to_pending_without_using_an_attempt(server: ApiServer) -> None:
     job_id = submit(server, "x", unique_params()).json()["job_id"]
     runner_id = register(server, ["x"])
     with server.client("runner", runner_id) as runner:
@@ -144,7 +125,7 @@ def test_release_returns_job_to_pending_without_using_an_attempt(server: ServerP
 
 
 def test_available_accepts_both_type_spellings_and_defaults_to_capabilities(
-    server: ServerProcess,
+    server: ApiServer,
 ) -> None:
     job_type = f"t{unique_params()['test_id'][:10]}"
     job_id = submit(server, job_type, {}).json()["job_id"]
@@ -155,7 +136,7 @@ def test_available_accepts_both_type_spellings_and_defaults_to_capabilities(
             assert [job["job_id"] for job in jobs] == [job_id], query
 
 
-def test_admin_listings_detail_and_stats(server: ServerProcess) -> None:
+def test_admin_listings_detail_and_stats(server: ApiServer) -> None:
     job_type = f"t{unique_params()['test_id'][:10]}"
     ids = [submit(server, job_type, {"n": n}).json()["job_id"] for n in range(3)]
     runner_id = register(server, [job_type], name="lister")
@@ -187,7 +168,7 @@ def test_admin_listings_detail_and_stats(server: ServerProcess) -> None:
         assert stats["runners"]["active"] >= 1
 
 
-def test_admin_deletes_jobs(server: ServerProcess) -> None:
+def test_admin_deletes_jobs(server: ApiServer) -> None:
     ids = [submit(server, "x", unique_params()).json()["job_id"] for _ in range(3)]
     with server.client("admin") as admin:
         assert admin.delete(f"/api/admin/jobs/{ids[0]}").status_code == 200
@@ -197,10 +178,12 @@ def test_admin_deletes_jobs(server: ServerProcess) -> None:
         assert admin.delete(f"/api/admin/jobs/{ids[1]}").status_code == 404
 
 
-def test_health_and_docs_need_no_key(server: ServerProcess) -> None:
-    health = httpx.get(f"{server.url}/health")
+def test_health_and_docs_need_no_key(server: ApiServer) -> None:
+    with server.client() as anyone:
+        health = anyone.get("/health")
+        spec = anyone.get("/openapi.json").json()
+        docs = anyone.get("/docs")
     assert health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
-    spec = httpx.get(f"{server.url}/openapi.json").json()
     paths = set(spec["paths"])
     for path in (
         "/api/jobs/submit",
@@ -225,10 +208,10 @@ def test_health_and_docs_need_no_key(server: ServerProcess) -> None:
         assert path in paths, path
     submit_op = spec["paths"]["/api/jobs/submit"]["post"]
     assert "requestBody" in submit_op and {"200", "201", "400"} <= set(submit_op["responses"])
-    assert httpx.get(f"{server.url}/docs").status_code == 200
+    assert docs.status_code == 200
 
 
-def test_a_known_plugin_validates_parameters_at_submit(server: ServerProcess) -> None:
+def test_a_known_plugin_validates_parameters_at_submit(server: ApiServer) -> None:
     refused = submit(server, "hello_world", {"processing_time": 1000})
     assert refused.status_code == 400
     assert "processing_time" in refused.json()["error"]
@@ -237,7 +220,7 @@ def test_a_known_plugin_validates_parameters_at_submit(server: ServerProcess) ->
     assert submit(server, "someone_elses_type", unique_params(limit="many")).status_code == 201
 
 
-def test_cached_answers_still_need_the_submit_key(server: ServerProcess) -> None:
+def test_cached_answers_still_need_the_submit_key(server: ApiServer) -> None:
     # Given a completed job, whose answers are now served from the cache
     params = unique_params()
     job_id = submit(server, "cached", params).json()["job_id"]
@@ -254,7 +237,8 @@ def test_cached_answers_still_need_the_submit_key(server: ServerProcess) -> None
             ("POST", "/api/jobs/check", body),
             ("GET", f"/api/jobs/{job_id}", None),
         ):
-            answer = httpx.request(method, f"{server.url}{path}", json=json_body, headers=headers)
+            with server.client(headers=headers) as client:
+                answer = client.request(method, path, json=json_body)
             # Then it is refused like any other request
             assert answer.status_code == 401, (headers, path)
             assert "result" not in answer.json()

@@ -16,23 +16,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, running_cluster
-from tests.support import Backend, database_answers, free_port, wait_for
+from tests.support import (
+    Backend,
+    Cluster,
+    ServerProcess,
+    cluster_around,
+    database_answers,
+    free_port,
+    running_cluster,
+    wait_for,
+)
 
 OUTAGE_S = 10
 
 
 @pytest.fixture(scope="module")
-def http_cluster(
-    backend: Backend,
-    module_database_url: str,
-    plugin_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Cluster]:
+def http_cluster(live_server: ServerProcess) -> Iterator[Cluster]:
     """`runpack api` and beat, no Celery worker, for this module."""
-    with running_cluster(
-        backend, module_database_url, tmp_path_factory.mktemp("http"), plugin_dir, workers=0
-    ) as cluster:
+    with cluster_around(live_server, workers=0) as cluster:
         yield cluster
 
 
@@ -84,8 +85,12 @@ def test_submit_wait_through_an_http_runner(http_only: Cluster, tmp_path: Path) 
         p for p in progress if p != "None/None" and p.split("/")[0] not in ("0", p.split("/")[1])
     ]
     assert intermediate, done.stderr
-    kinds = {r["kind"] for r in http_only.celery_runners()}
-    assert kinds == set()  # no Celery worker ran it
+    # And the HTTP runner is the one that claimed and ran it
+    job = http_only.job(json.loads(done.stdout)["job_id"])
+    runner_id = json.loads((tmp_path / "runner.json").read_text())["runner_id"]
+    assert job["claimed_by"] == runner_id
+    with http_only.server.client("admin") as admin:
+        assert admin.get(f"/api/admin/runners/{runner_id}").json()["kind"] == "http"
 
 
 def test_a_killed_runner_s_job_is_reaped_and_the_restarted_runner_keeps_its_id(

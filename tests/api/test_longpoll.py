@@ -9,13 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from runpack_tasks.jobstore.models import RUNNERS
-from tests.api.test_flow import register, submit
-from tests.support import ServerProcess, unique_params, wait_for
+from tests.support import ApiServer, register, submit, unique_params, wait_for
 
 LONG_WAIT_S = 20
 
 
-def test_long_poll_returns_when_a_job_arrives(server: ServerProcess, server_engine: Engine) -> None:
+def test_long_poll_returns_when_a_job_arrives(server: ApiServer, server_engine: Engine) -> None:
     # Given a runner long-polling for a type nobody has submitted yet (its last_seen set
     # back, so the server's note that it was seen tells when the poll has begun)
     job_type = f"lp{unique_params()['test_id'][:8]}"
@@ -46,14 +45,14 @@ def test_long_poll_returns_when_a_job_arrives(server: ServerProcess, server_engi
     assert elapsed_s < LONG_WAIT_S / 2
 
 
-def server_saw_runner_poll(server: ServerProcess, runner_id: str) -> bool:
+def server_saw_runner_poll(server: ApiServer, runner_id: str) -> bool:
     with server.client("admin") as admin:
         runner = admin.get(f"/api/admin/runners/{runner_id}").json()
     return bool(runner["last_seen"] >= runner["registered_at"])
 
 
 def test_long_poll_with_nothing_pending_returns_empty_after_the_wait(
-    server: ServerProcess,
+    server: ApiServer,
 ) -> None:
     runner_id = register(server, ["nothing-here"])
     started = time.monotonic()
@@ -65,7 +64,7 @@ def test_long_poll_with_nothing_pending_returns_empty_after_the_wait(
     assert time.monotonic() - started >= 1
 
 
-def test_wait_over_30_seconds_is_refused(server: ServerProcess) -> None:
+def test_wait_over_30_seconds_is_refused(server: ApiServer) -> None:
     runner_id = register(server, ["x"])
     with server.client("runner", runner_id) as client:
         answer = client.get("/api/runner/jobs/available", params={"types": "x", "wait": 31})

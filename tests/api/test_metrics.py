@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.test_flow import register, submit
-from tests.support import ServerProcess, wait_for
+from tests.support import ApiServer, register, submit, wait_for
 
 
-def scrape(server: ServerProcess, job_type: str) -> dict[str, float]:
+def scrape(server: ApiServer, job_type: str) -> dict[str, float]:
     """Samples for ``job_type``, by sample name (histogram buckets by their bound)."""
-    text = httpx.get(f"{server.url}/metrics").text
+    with server.client() as prometheus:
+        text = prometheus.get("/metrics").text
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -26,7 +25,7 @@ def scrape(server: ServerProcess, job_type: str) -> dict[str, float]:
     return found
 
 
-def test_counters_move_by_what_happened(server: ServerProcess) -> None:
+def test_counters_move_by_what_happened(server: ApiServer) -> None:
     job_type = f"m{uuid.uuid4().hex[:10]}"
     runner_id = register(server, [job_type])
     # Given three new jobs; two resubmitted while pending

@@ -1,10 +1,9 @@
-"""Races with real concurrency against a live server: one job per hash, one winner per claim."""
+"""Races with real concurrency against the API: one job per hash, one winner per claim."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
-from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -12,20 +11,14 @@ from sqlalchemy import Engine
 
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.models import JOBS
-from tests.api.test_flow import register, submit
-from tests.support import ServerProcess, unique_params
+from tests.support import ApiServer, register, stored_job, submit, unique_params
 
 SUBMITTERS = 200
 CLAIMERS = 32
 
 
-def _stored(engine: Engine, job_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        return dict(conn.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).one()._mapping)
-
-
 def test_200_identical_concurrent_submissions_create_one_job(
-    server: ServerProcess, server_engine: Engine
+    server: ApiServer, server_engine: Engine
 ) -> None:
     # Given 200 clients ready to submit the same new job at the same moment
     params = unique_params()
@@ -36,8 +29,12 @@ def test_200_identical_concurrent_submissions_create_one_job(
         start.wait()
         return client.post("/api/jobs/submit", json={"job_type": "race", "input_params": params})
 
-    # When they all submit
+    # (one request first, so the rate limiter holds a lease: a burst of requests that find
+    # none each take one, see test_ratelimit.py)
     with server.client("submit", limits=limits) as client, ThreadPoolExecutor(SUBMITTERS) as pool:
+        warm_up = {"job_type": "race", "input_params": unique_params()}
+        assert client.post("/api/jobs/check", json=warm_up).status_code == 200
+        # When they all submit
         answers = list(pool.map(one_submission, [client] * SUBMITTERS))
 
     # Then exactly one got 201, all got the same job, and the table holds one row
@@ -55,7 +52,7 @@ def test_200_identical_concurrent_submissions_create_one_job(
 
 
 def test_32_runners_claiming_one_job_exactly_one_wins(
-    server: ServerProcess, server_engine: Engine
+    server: ApiServer, server_engine: Engine
 ) -> None:
     # Given a pending job and 32 registered runners
     job_id = submit(server, "race", unique_params()).json()["job_id"]
@@ -76,13 +73,13 @@ def test_32_runners_claiming_one_job_exactly_one_wins(
     assert len(winners) == 1
     assert sorted(a.status_code for _, a in answers) == [200] + [409] * (CLAIMERS - 1)
     assert all(a.json()["success"] is False for _, a in answers if a.status_code == 409)
-    stored = _stored(server_engine, job_id)
+    stored = stored_job(server_engine, job_id)
     assert stored["claimed_by"] == winners[0]
     assert stored["attempts"] == 1
 
 
 def test_reports_by_a_non_claimer_get_409_and_change_nothing(
-    server: ServerProcess, server_engine: Engine
+    server: ApiServer, server_engine: Engine
 ) -> None:
     # Given a job claimed by one runner, in progress
     job_id = submit(server, "race", unique_params()).json()["job_id"]
@@ -93,7 +90,7 @@ def test_reports_by_a_non_claimer_get_409_and_change_nothing(
             f"/api/runner/jobs/{job_id}/heartbeat",
             json={"progress_current": 1, "progress_total": 4, "console_output": "mine"},
         )
-    before = _stored(server_engine, job_id)
+    before = stored_job(server_engine, job_id)
 
     # When another runner heartbeats, completes, fails and releases it
     with server.client("runner", intruder) as client:
@@ -113,4 +110,4 @@ def test_reports_by_a_non_claimer_get_409_and_change_nothing(
     # Then each is refused with 409 and the job is exactly as it was
     assert [answer.status_code for answer in answers] == [409] * 4
     assert all(answer.json()["success"] is False for answer in answers)
-    assert _stored(server_engine, job_id) == before
+    assert stored_job(server_engine, job_id) == before

@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cluster import Cluster, install_example_plugin, running_cluster
-from tests.support import EMBEDDED, IN_CI
+from tests.support import EMBEDDED, IN_CI, Cluster, install_example_plugin, running_cluster
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from runner_plugins import InvalidParams, UnknownPlugin, get_plugin, installed_plugins
-from tests.cluster import install_example_plugin
+from tests.support import install_example_plugin
 
 
 class RecordingContext:

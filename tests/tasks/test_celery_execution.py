@@ -14,21 +14,21 @@ import httpx
 import pytest
 import redis
 
-from tests.cluster import Cluster, running_cluster
-from tests.support import Backend, wait_for
+from tests.support import (
+    Backend,
+    Cluster,
+    ServerProcess,
+    cluster_around,
+    private_redis,
+    running_cluster,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
-def cluster(
-    backend: Backend,
-    module_database_url: str,
-    plugin_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Cluster]:
+def cluster(live_server: ServerProcess) -> Iterator[Cluster]:
     """API, beat and one worker (concurrency 2) for this module."""
-    with running_cluster(
-        backend, module_database_url, tmp_path_factory.mktemp("cluster"), plugin_dir
-    ) as running:
+    with cluster_around(live_server) as running:
         yield running
 
 
@@ -138,6 +138,8 @@ def test_a_type_only_http_runners_serve_is_never_published(cluster: Cluster) -> 
     cluster.wait_for_status(observed, "completed")
     job = cluster.job(job_id)
     assert job["status"] == "pending" and job["attempts"] == 0
+    # and its message was never sent: no worker serves the type, so nothing published it
+    assert job["published_at"] is None
 
 
 def workers(cluster: Cluster) -> list[subprocess.Popen[bytes]]:
@@ -163,23 +165,47 @@ def test_a_killed_worker_does_not_lose_its_job(cluster: Cluster) -> None:
     assert job["output_data"]["greeting"] == f"Hello, {params['name']}!"
 
 
-def test_a_flushed_broker_loses_no_job(cluster: Cluster, backend: Backend) -> None:
-    # Given a worker that crashed (so it still counts as live and messages are sent)
-    for process in workers(cluster):
-        cluster.kill(process)
-    # And 50 jobs submitted and published, none run
-    ids = [cluster.submit("noop", {"n": uuid.uuid4().hex}).json()["job_id"] for _ in range(50)]
-    wait_for(lambda: all(cluster.job(i)["published_at"] for i in ids), what="publication")
+@pytest.fixture
+def broker_to_flush(backend: Backend, tmp_path: Path) -> Iterator[str]:
+    """A broker this test alone uses: a private redis-server beside PostgreSQL, a
+    filesystem folder on the embedded default."""
+    if backend.redis_url is None:
+        yield f"filesystem://{tmp_path / 'broker'}"
+        return
+    with private_redis(tmp_path) as url:
+        yield url
 
-    # When the broker loses every message
-    if backend.redis_url:
-        redis.Redis.from_url(backend.redis_url).flushall()
-    else:
-        queue = Path(cluster.broker_url.removeprefix("filesystem://")) / "queue"
-        shutil.rmtree(queue)
-        queue.mkdir()
 
-    # Then a worker started afterwards still completes all 50
-    cluster.start_worker()
-    for job_id in ids:
-        assert cluster.wait_for_status(job_id, "completed", timeout_s=90)["status"] == "completed"
+def test_a_flushed_broker_loses_no_job(
+    backend: Backend,
+    database_url: str,
+    plugin_dir: Path,
+    tmp_path: Path,
+    broker_to_flush: str,
+) -> None:
+    # Given a cluster on its own broker, whose worker crashed (so it still counts as live
+    # and messages are sent)
+    extra = {"RUNPACK_BROKER_URL": broker_to_flush}
+    with running_cluster(backend, database_url, tmp_path, plugin_dir, extra) as cluster:
+        for process in workers(cluster):
+            cluster.kill(process)
+        # And 50 jobs submitted and published, none run
+        ids = [cluster.submit("noop", {"n": uuid.uuid4().hex}).json()["job_id"] for _ in range(50)]
+        wait_for(lambda: all(cluster.job(i)["published_at"] for i in ids), what="publication")
+
+        # When the broker loses every message
+        if broker_to_flush.startswith("redis://"):
+            with redis.Redis.from_url(broker_to_flush) as broker:
+                assert broker.dbsize() > 0
+                broker.flushall()
+        else:
+            queue = Path(broker_to_flush.removeprefix("filesystem://")) / "queue"
+            assert any(queue.iterdir())
+            shutil.rmtree(queue)
+            queue.mkdir()
+
+        # Then a worker started afterwards still completes all 50
+        cluster.start_worker()
+        for job_id in ids:
+            job = cluster.wait_for_status(job_id, "completed", timeout_s=90)
+            assert job["status"] == "completed"

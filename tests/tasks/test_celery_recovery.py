@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster import Cluster, running_cluster
-from tests.support import Backend, free_port, wait_for
+from tests.support import Backend, Cluster, free_port, running_cluster, wait_for
 
 HEARTBEAT_TIMEOUT_S = 4
 REAP_INTERVAL_S = 1

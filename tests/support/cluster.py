@@ -14,9 +14,12 @@ from typing import Any
 
 import httpx
 
-from tests.support import Backend, Keys, ServerProcess, running_server, server_env, wait_for
+from tests.support.backends import Backend
+from tests.support.process import ServerProcess, running_server
+from tests.support.server import Keys, server_env
+from tests.support.waiting import wait_for
 
-EXAMPLE_PLUGIN = Path(__file__).parents[1] / "examples" / "runpack-example-plugin"
+EXAMPLE_PLUGIN = Path(__file__).parents[2] / "examples" / "runpack-example-plugin"
 #: Short enough that a killed worker's job is reaped within seconds.
 FAST_RECOVERY = {"RUNPACK_HEARTBEAT_TIMEOUT_S": "4", "RUNPACK_REAP_INTERVAL_S": "1"}
 
@@ -177,6 +180,39 @@ class Cluster:
             raise AssertionError(f"{exc}\n{self.logs()}") from None
 
 
+def cluster_variables(
+    backend: Backend, tmp_dir: Path, plugin_dir: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """What every process of a cluster adds to a server's environment: the broker, the
+    example plugin importable, fast recovery, then ``extra_env``."""
+    return {
+        "RUNPACK_BROKER_URL": broker_url_for(backend, tmp_dir),
+        "PYTHONPATH": str(plugin_dir),
+        **FAST_RECOVERY,
+        **(extra_env or {}),
+    }
+
+
+@contextmanager
+def cluster_around(
+    server: ServerProcess, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[Cluster]:
+    """Beat (+ ``workers`` workers) beside a running API; they are stopped afterwards.
+
+    They share the server's environment unless ``env`` is given.
+    """
+    env = env or server.env
+    cluster = Cluster(server, env, server.tmp_dir, env["RUNPACK_BROKER_URL"])
+    try:
+        cluster.start_beat()
+        for _ in range(workers):
+            cluster.start_worker()
+        yield cluster
+    finally:
+        for process in cluster.processes:
+            cluster.stop(process)
+
+
 @contextmanager
 def running_cluster(
     backend: Backend,
@@ -192,22 +228,10 @@ def running_cluster(
     ``api_env`` overrides variables for the API process alone.
     """
     keys = Keys()
-    broker_url = broker_url_for(backend, tmp_dir)
-    extra = {
-        "RUNPACK_BROKER_URL": broker_url,
-        "PYTHONPATH": str(plugin_dir),
-        **FAST_RECOVERY,
-        **(extra_env or {}),
-    }
-    env = server_env(database_url, keys, backend, extra)
-    api_extra = {**extra, **(api_env or {})}
-    with running_server(database_url, backend, tmp_dir, api_extra, keys=keys) as server:
-        cluster = Cluster(server, env, tmp_dir, broker_url)
-        try:
-            cluster.start_beat()
-            for _ in range(workers):
-                cluster.start_worker()
+    extra = cluster_variables(backend, tmp_dir, plugin_dir, extra_env)
+    with running_server(
+        database_url, backend, tmp_dir, {**extra, **(api_env or {})}, keys=keys
+    ) as server:
+        env = server_env(database_url, keys, backend, tmp_dir, extra)
+        with cluster_around(server, workers, env) as cluster:
             yield cluster
-        finally:
-            for process in cluster.processes:
-                cluster.stop(process)

@@ -1,0 +1,97 @@
+"""``runpack api`` as a real process on a loopback port, for tests where processes matter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.backends import Backend
+from tests.support.server import LOOPBACK, ApiServer, Keys, server_env
+from tests.support.waiting import free_port, wait_for
+
+#: How long a stopped server may take to finish its requests before it is killed. Open
+#: long polls hold uvicorn's graceful shutdown for up to their whole wait; no test needs
+#: that wait, so it is cut short.
+STOP_GRACE_S = 3
+
+
+@dataclass
+class ServerProcess(ApiServer):
+    """``runpack api`` running as a real process on a loopback port."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    #: The environment it was started with (a cluster's beat and workers share it).
+    env: dict[str, str]
+    tmp_dir: Path
+
+    def transport(
+        self, source: str | None, limits: httpx.Limits | None
+    ) -> httpx.BaseTransport | None:
+        """Real TCP; from the loopback address ``source`` when one is given."""
+        if source is None:
+            return None
+        return httpx.HTTPTransport(local_address=source, limits=limits or httpx.Limits())
+
+    def log(self) -> str:
+        """What the server printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM; SIGKILL if it has not finished within STOP_GRACE_S."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def database_answers(url: str) -> bool:
+    """Whether the server at ``url`` is up with its database (its broker may be down)."""
+    return bool(httpx.get(f"{url}/health").json().get("database") == "ok")
+
+
+@contextmanager
+def running_server(
+    database_url: str,
+    backend: Backend,
+    tmp_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    keys: Keys | None = None,
+) -> Iterator[ServerProcess]:
+    """Start ``runpack api`` on a free port; yield once /health answers; stop it after."""
+    keys = keys or Keys()
+    port = free_port()
+    log_path = tmp_dir / f"server-{port}.log"
+    env = server_env(database_url, keys, backend, tmp_dir, extra_env)
+    command = [sys.executable, "-m", "runpack_api.cli", "api", "--host", LOOPBACK]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            cwd=tmp_dir,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = ServerProcess(
+        f"http://{LOOPBACK}:{port}", database_url, keys, process, log_path, env, tmp_dir
+    )
+    try:
+        try:
+            wait_for(
+                lambda: process.poll() is None and database_answers(server.url),
+                timeout_s=60,
+                what=f"server on port {port}",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nserver log:\n{server.log()}") from None
+        yield server
+    finally:
+        server.stop()

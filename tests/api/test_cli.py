@@ -59,6 +59,15 @@ def stop(process: subprocess.Popen[str]) -> str:
     return output
 
 
+def celery_workers(runners: httpx.Response) -> list[str]:
+    """The active Celery workers in an admin runner listing."""
+    return [
+        r["runner_id"]
+        for r in runners.json()["runners"]
+        if r["kind"] == "celery" and r["is_active"]
+    ]
+
+
 def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
     # Given an empty directory and no RUNPACK_* variables
     port = free_port()
@@ -71,6 +80,15 @@ def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
         keys_file = tmp_path / "runpack.keys"
         keys = dict(line.split("=", 1) for line in keys_file.read_text().splitlines())
         submit_key = {"Authorization": f"Bearer {keys['RUNPACK_SUBMIT_API_KEY']}"}
+        admin_key = {"Authorization": f"Bearer {keys['RUNPACK_ADMIN_API_KEY']}"}
+        # And the worker that up started has registered (so the job is sent to it at once,
+        # not on beat's next round)
+        wait_for(
+            lambda: celery_workers(httpx.get(f"{url}/api/admin/runners", headers=admin_key)),
+            timeout_s=60,
+            interval_s=0.5,
+            what="the worker to register",
+        )
         # When a client submits a job with the generated submit key
         params = {"name": "Ada", "processing_time": 0.5}
         answer = httpx.post(

@@ -7,10 +7,12 @@ processes are the point (HTTP runners, the CLI, Celery workers, beat, faults).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import Engine
 
 from runpack_tasks.jobstore.db import create_db_engine
@@ -26,6 +28,11 @@ from tests.support import (
     running_server,
     serving_in_process,
 )
+
+#: Property tests: 200 examples on every run; HYPOTHESIS_PROFILE=thorough tries 2000.
+settings.register_profile("quick", max_examples=200)
+settings.register_profile("thorough", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 @pytest.fixture(scope="session", params=["embedded", "postgres"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import orjson
@@ -97,7 +96,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=int(os.environ.get("HASH_EXAMPLES", "1000")), deadline=None)
+@settings(deadline=None)  # examples: the Hypothesis profile (tests/conftest.py)
 @given(st.dictionaries(st.text(), json_values, max_size=6))
 def test_fast_path_is_byte_identical_to_rfc8785(params: dict[str, Any]) -> None:
     document = {"job_type": "t", "input_params": params}

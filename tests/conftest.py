@@ -90,16 +90,24 @@ def server(
 
 
 @pytest.fixture(scope="module")
+def live_server_env() -> dict[str, str]:
+    """Variables a module gives its live server and the cluster around it (none here;
+    a module may override this fixture)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def live_server(
     backend: Backend,
     module_database_url: str,
     plugin_dir: Path,
+    live_server_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerProcess]:
     """A real ``runpack api`` process on loopback, shared by one module's tests, set up to
     be a cluster's API: the example plugin importable, fast recovery (``cluster_around``)."""
     tmp_dir = tmp_path_factory.mktemp("live")
-    extra = cluster_variables(backend, tmp_dir, plugin_dir)
+    extra = cluster_variables(backend, tmp_dir, plugin_dir, live_server_env)
     with running_server(module_database_url, backend, tmp_dir, extra) as srv:
         yield srv
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import EMBEDDED, IN_CI, Cluster, install_example_plugin, running_cluster
+from tests.support import EMBEDDED, IN_CI, Cluster, running_cluster
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -34,12 +34,11 @@ IMAGE = "<img src=x onerror=alert(2)>"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("dashboard")
-    plugins = install_example_plugin(tmp / "plugins")
     with (
         EMBEDDED.fresh_database(tmp) as url,
-        running_cluster(EMBEDDED, url, tmp, plugins) as running,
+        running_cluster(EMBEDDED, url, tmp, plugin_dir) as running,
     ):
         yield running
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,6 +146,20 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 self.kill(process)
 
+    def stop_all(self, timeout_s: float = 3) -> None:
+        """SIGTERM every process still running at once, then SIGKILL whichever has not
+        stopped within ``timeout_s`` in all (a teardown: no test looks at how they stop)."""
+        running = [p for p in self.processes if p.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for process in running:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill(process)
+
     def log_of(self, process: subprocess.Popen[bytes]) -> str:
         """What one process of the cluster printed."""
         return self.log_paths[process.pid].read_text(errors="replace")
@@ -209,8 +225,7 @@ def cluster_around(
             cluster.start_worker()
         yield cluster
     finally:
-        for process in cluster.processes:
-            cluster.stop(process)
+        cluster.stop_all()
 
 
 @contextmanager

@@ -15,14 +15,27 @@ import pytest
 import redis
 
 from tests.support import (
+    TEST_REDIS_URL,
     Backend,
     Cluster,
     ServerProcess,
     cluster_around,
     private_redis,
-    running_cluster,
     wait_for,
 )
+
+
+@pytest.fixture(scope="module")
+def live_server_env(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """The module's broker is its own: beside PostgreSQL a private redis-server (one test
+    flushes it), on the embedded default the cluster's filesystem folder."""
+    if backend.redis_url is None:
+        yield {}
+        return
+    with private_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield {"RUNPACK_BROKER_URL": url}
 
 
 @pytest.fixture(scope="module")
@@ -165,47 +178,27 @@ def test_a_killed_worker_does_not_lose_its_job(cluster: Cluster) -> None:
     assert job["output_data"]["greeting"] == f"Hello, {params['name']}!"
 
 
-@pytest.fixture
-def broker_to_flush(backend: Backend, tmp_path: Path) -> Iterator[str]:
-    """A broker this test alone uses: a private redis-server beside PostgreSQL, a
-    filesystem folder on the embedded default."""
-    if backend.redis_url is None:
-        yield f"filesystem://{tmp_path / 'broker'}"
-        return
-    with private_redis(tmp_path) as url:
-        yield url
+def test_a_flushed_broker_loses_no_job(cluster: Cluster) -> None:
+    # Given a worker that crashed (so it still counts as live and messages are sent)
+    for process in workers(cluster):
+        cluster.kill(process)
+    # And 20 jobs submitted and published, none run
+    ids = [cluster.submit("noop", {"n": uuid.uuid4().hex}).json()["job_id"] for _ in range(20)]
+    wait_for(lambda: all(cluster.job(i)["published_at"] for i in ids), what="publication")
 
+    # When the module's own broker loses every message
+    if cluster.broker_url.startswith("redis://"):
+        assert cluster.broker_url != TEST_REDIS_URL  # never the shared Redis
+        with redis.Redis.from_url(cluster.broker_url) as broker:
+            assert broker.dbsize() > 0
+            broker.flushall()
+    else:
+        queue = Path(cluster.broker_url.removeprefix("filesystem://")) / "queue"
+        assert any(queue.iterdir())
+        shutil.rmtree(queue)
+        queue.mkdir()
 
-def test_a_flushed_broker_loses_no_job(
-    backend: Backend,
-    database_url: str,
-    plugin_dir: Path,
-    tmp_path: Path,
-    broker_to_flush: str,
-) -> None:
-    # Given a cluster on its own broker, whose worker crashed (so it still counts as live
-    # and messages are sent)
-    extra = {"RUNPACK_BROKER_URL": broker_to_flush}
-    with running_cluster(backend, database_url, tmp_path, plugin_dir, extra) as cluster:
-        for process in workers(cluster):
-            cluster.kill(process)
-        # And 20 jobs submitted and published, none run
-        ids = [cluster.submit("noop", {"n": uuid.uuid4().hex}).json()["job_id"] for _ in range(20)]
-        wait_for(lambda: all(cluster.job(i)["published_at"] for i in ids), what="publication")
-
-        # When the broker loses every message
-        if broker_to_flush.startswith("redis://"):
-            with redis.Redis.from_url(broker_to_flush) as broker:
-                assert broker.dbsize() > 0
-                broker.flushall()
-        else:
-            queue = Path(broker_to_flush.removeprefix("filesystem://")) / "queue"
-            assert any(queue.iterdir())
-            shutil.rmtree(queue)
-            queue.mkdir()
-
-        # Then a worker started afterwards still completes all 20
-        cluster.start_worker()
-        for job_id in ids:
-            job = cluster.wait_for_status(job_id, "completed", timeout_s=90)
-            assert job["status"] == "completed"
+    # Then a worker started afterwards still completes all 20
+    cluster.start_worker()
+    for job_id in ids:
+        assert cluster.wait_for_status(job_id, "completed", timeout_s=90)["status"] == "completed"

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from runpack_api.app import create_app
 from runpack_tasks.settings import RunpackSettings, SettingsError, get_settings
-from tests.api.test_direct_routes import KEYS, settings_for
 from tests.support import Backend, unique_params
+from tests.support.direct_app import KEYS, settings_for
 
 #: A web page's origin, as its browser sends it.
 PAGE = "http://127.0.0.1:5173"

@@ -22,31 +22,14 @@ from runpack_api.app import create_app
 from runpack_api.direct import DirectRoutes
 from runpack_tasks.settings import RunpackSettings
 from tests.support import Backend
+from tests.support.direct_app import KEYS, settings_for
 
-KEYS = {"submit": "direct-submit", "runner": "direct-runner", "admin": "direct-admin"}
 JSON = {"Content-Type": "application/json"}
 JOB = b'{"job_type": "direct", "input_params": {"n": 1}}'
 #: The job each application submits at the end: its own, so both create it.
 OWN_JOB = '{{"job_type": "direct", "input_params": {{"app": "{}"}}}}'
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 STAMPS = {"created_at", "updated_at", "claimed_at", "completed_at", "started_at", "last_seen"}
-
-
-def settings_for(database_url: str, backend: Backend, tmp_path: Path) -> RunpackSettings:
-    """Settings for an in-process app on the test's database, keys set, no rate limits."""
-    broker = backend.redis_url or f"filesystem://{tmp_path / 'broker'}"
-    return RunpackSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url,
-        broker_url=broker,
-        redis_url=backend.redis_url,
-        submit_api_key=KEYS["submit"],  # type: ignore[arg-type]
-        runner_api_key=KEYS["runner"],  # type: ignore[arg-type]
-        admin_api_key=KEYS["admin"],  # type: ignore[arg-type]
-        rate_submit="100000/minute",
-        rate_status="100000/minute",
-        result_cache_ttl_s=60,
-    )
 
 
 def without_stage(app: FastAPI) -> FastAPI:

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runpack_api.app import create_app
-from tests.api.test_direct_routes import settings_for
 from tests.support import EMBEDDED
+from tests.support.direct_app import settings_for
 
 #: Where a page loads a script, a style or an icon from.
 ASSET_URL = re.compile(r'(?:src|href)="([^"]+)"')

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runpack_api.app import create_app
-from tests.api.test_direct_routes import KEYS, settings_for
 from tests.support import Backend
+from tests.support.direct_app import KEYS, settings_for
 
 #: Values at the edges of every type's range, each sent to every parameter in turn.
 EDGES = [

@@ -18,8 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.cluster import Cluster
-from tests.support import Backend, Keys, running_server, server_env, wait_for
+from tests.support import Backend, Cluster, Keys, running_server, server_env, wait_for
 
 PLUGIN_SOURCE = Path(__file__).with_name("contract_plugin.py")
 PLUGIN_MODULE = "runpack_contract_plugin"

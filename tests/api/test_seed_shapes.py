@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from runpack_tasks.jobstore.models import JOBS, RUNNERS
-from tests.support import ServerProcess, unique_params
+from tests.support import ApiServer, unique_params
 
 JOB_TYPE = "shapes_test"
 MANY = 120
@@ -30,7 +30,7 @@ def assert_error(answer: httpx.Response, status: int) -> None:
     assert list(body) == ["error"] and isinstance(body["error"], str) and body["error"], body
 
 
-def register(server: ServerProcess, name: str) -> str:
+def register(server: ApiServer, name: str) -> str:
     with server.client("runner") as client:
         answer = client.post(
             "/api/runner/register", json={"name": name, "capabilities": [JOB_TYPE]}
@@ -40,7 +40,7 @@ def register(server: ServerProcess, name: str) -> str:
     return runner_id
 
 
-def submitted_job(server: ServerProcess) -> str:
+def submitted_job(server: ApiServer) -> str:
     with server.client("submit") as client:
         answer = client.post(
             "/api/jobs/submit", json={"job_type": JOB_TYPE, "input_params": unique_params()}
@@ -50,7 +50,7 @@ def submitted_job(server: ServerProcess) -> str:
     return job_id
 
 
-def claimed_job(server: ServerProcess) -> tuple[str, str]:
+def claimed_job(server: ApiServer) -> tuple[str, str]:
     """(job id, runner id): a new job claimed by a new runner."""
     job_id, runner_id = submitted_job(server), register(server, "claimer")
     with server.client("runner", runner_id) as runner:
@@ -73,7 +73,7 @@ def job_ids_stored(engine: Engine, job_ids: list[str]) -> set[str]:
 
 
 def test_batch_delete_counts_the_deleted_and_lists_the_ids_of_no_job(
-    server: ServerProcess, server_engine: Engine
+    server: ApiServer, server_engine: Engine
 ) -> None:
     # Given two jobs and an id of no job
     first, second = submitted_job(server), submitted_job(server)
@@ -96,12 +96,12 @@ def test_batch_delete_counts_the_deleted_and_lists_the_ids_of_no_job(
 # --- heartbeat progress ---------------------------------------------------------------------
 
 
-def status_progress(server: ServerProcess, job_id: str) -> Any:
+def status_progress(server: ApiServer, job_id: str) -> Any:
     with server.client("submit") as client:
         return client.get(f"/api/jobs/{job_id}").json()["progress"]
 
 
-def test_fractional_and_whole_progress_come_back_as_sent(server: ServerProcess) -> None:
+def test_fractional_and_whole_progress_come_back_as_sent(server: ApiServer) -> None:
     # Given a claimed job
     job_id, runner_id = claimed_job(server)
 
@@ -158,7 +158,7 @@ def test_fractional_and_whole_progress_come_back_as_sent(server: ServerProcess) 
     ],
 )
 def test_bad_progress_is_refused_and_changes_nothing(
-    server: ServerProcess, server_engine: Engine, body: bytes
+    server: ApiServer, server_engine: Engine, body: bytes
 ) -> None:
     # Given a job with progress reported
     job_id, runner_id = claimed_job(server)
@@ -186,18 +186,18 @@ def test_bad_progress_is_refused_and_changes_nothing(
 
 
 @pytest.fixture(scope="module")
-def many_runners(server: ServerProcess) -> set[str]:
+def many_runners(server: ApiServer) -> set[str]:
     """Ids of runners registered for the listing tests."""
     prefix = uuid.uuid4().hex[:8]
     return {register(server, f"many-{prefix}-{n}") for n in range(MANY)}
 
 
-def runner_page(server: ServerProcess, **params: Any) -> httpx.Response:
+def runner_page(server: ApiServer, **params: Any) -> httpx.Response:
     with server.client("admin") as admin:
         return admin.get("/api/admin/runners", params=params)
 
 
-def all_pages(server: ServerProcess, limit: int) -> tuple[list[dict[str, Any]], set[int]]:
+def all_pages(server: ApiServer, limit: int) -> tuple[list[dict[str, Any]], set[int]]:
     """Every runner, fetched ``limit`` at a time, and the totals the pages answered."""
     listed: list[dict[str, Any]] = []
     totals: set[int] = set()
@@ -216,7 +216,7 @@ def all_pages(server: ServerProcess, limit: int) -> tuple[list[dict[str, Any]], 
 
 
 def test_runner_list_pages_through_every_runner_in_a_stable_order(
-    server: ServerProcess, server_engine: Engine, many_runners: set[str]
+    server: ApiServer, server_engine: Engine, many_runners: set[str]
 ) -> None:
     # Given over a hundred runners (and a claimed job)
     job_id, claimer = claimed_job(server)
@@ -261,23 +261,23 @@ def test_runner_list_pages_through_every_runner_in_a_stable_order(
     ids=repr,
 )
 def test_runner_list_refuses_a_bad_limit_or_offset(
-    server: ServerProcess, params: dict[str, Any]
+    server: ApiServer, params: dict[str, Any]
 ) -> None:
     assert_error(runner_page(server, **params), 400)
 
 
 def test_runpack_runners_shows_the_first_page_and_how_many_more(
-    server: ServerProcess, many_runners: set[str]
+    server: ApiServer, live_server: ApiServer, many_runners: set[str]
 ) -> None:
     # Given over a hundred runners
     total = runner_page(server).json()["total"]
     assert total > 100
 
-    # When `runpack runners` lists them
+    # When `runpack runners` lists them (from a real API process on the same database)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPACK_")}
-    key = server.keys.admin
+    key, url = live_server.keys.admin, live_server.url
     shown = subprocess.run(
-        [sys.executable, "-m", "runpack_api.cli", "runners", "--url", server.url, "--key", key],
+        [sys.executable, "-m", "runpack_api.cli", "runners", "--url", url, "--key", key],
         env={**env, "COLUMNS": "200"},
         capture_output=True,
         text=True,

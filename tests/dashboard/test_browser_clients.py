@@ -17,9 +17,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.cluster import Cluster, running_cluster
-from tests.dashboard.test_dashboard import CHROMIUM, CHROMIUM_ARGS
-from tests.support import EMBEDDED, IN_CI
+from tests.support import EMBEDDED, IN_CI, Cluster, running_cluster
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -5,7 +5,6 @@ docs/screenshots/ when RUNPACK_UPDATE_SCREENSHOTS=1."""
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,16 +14,10 @@ import httpx
 import pytest
 
 from tests.support import EMBEDDED, IN_CI, Cluster, running_cluster
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
 DOC_SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
 UPDATE_SCREENSHOTS = os.environ.get("RUNPACK_UPDATE_SCREENSHOTS") == "1"
 # Conditions given to wait_for_function are arrow functions: Playwright polls a bare

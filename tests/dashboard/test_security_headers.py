@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from runpack_api.app import create_app
 from runpack_api.dashboard.views import PAGES
-from tests.api.test_direct_routes import KEYS, settings_for
 from tests.support import EMBEDDED
+from tests.support.direct_app import KEYS, settings_for
 
 #: An attribute such as onclick= or onerror=, which a CSP without 'unsafe-inline' blocks.
 INLINE_HANDLER = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)

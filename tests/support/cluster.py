@@ -247,6 +247,6 @@ def running_cluster(
     with running_server(
         database_url, backend, tmp_dir, {**extra, **(api_env or {})}, keys=keys
     ) as server:
-        env = server_env(database_url, keys, backend, tmp_dir, extra)
+        env = server_env(database_url, keys, backend, extra, tmp_dir)
         with cluster_around(server, workers, env) as cluster:
             yield cluster

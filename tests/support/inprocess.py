@@ -128,7 +128,7 @@ def serving_in_process(
     """``create_app`` with the settings ``running_server`` would give the process, its
     lifespan entered on one long-lived loop; everything closed afterwards."""
     keys = keys or Keys()
-    settings = settings_from(runpack_variables(database_url, keys, backend, tmp_dir, extra_env))
+    settings = settings_from(runpack_variables(database_url, keys, backend, extra_env, tmp_dir))
     port = free_port()
     with start_blocking_portal() as portal:
         try:

@@ -70,7 +70,7 @@ def running_server(
     keys = keys or Keys()
     port = free_port()
     log_path = tmp_dir / f"server-{port}.log"
-    env = server_env(database_url, keys, backend, tmp_dir, extra_env)
+    env = server_env(database_url, keys, backend, extra_env, tmp_dir)
     command = [sys.executable, "-m", "runpack_api.cli", "api", "--host", LOOPBACK]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

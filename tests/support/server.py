@@ -45,18 +45,19 @@ def runpack_variables(
     database_url: str,
     keys: Keys,
     backend: Backend,
-    tmp_dir: Path,
     extra: dict[str, str] | None = None,
+    tmp_dir: Path | None = None,
 ) -> dict[str, str]:
     """The RUNPACK_* settings of a test server for ``backend`` (``extra`` wins).
 
-    The embedded default's filesystem broker lives in ``tmp_dir``.
+    The embedded default's filesystem broker lives in ``tmp_dir`` when one is given (else
+    in the process's working directory, Runpack's default).
     """
     variables = {**keys.env(), **GENEROUS_RATES, "RUNPACK_DATABASE_URL": database_url}
     if backend.redis_url:
         variables["RUNPACK_REDIS_URL"] = backend.redis_url
         variables["RUNPACK_BROKER_URL"] = backend.redis_url
-    else:
+    elif tmp_dir is not None:
         variables["RUNPACK_BROKER_URL"] = f"filesystem://{tmp_dir / 'runpack-broker'}"
     variables.update(extra or {})
     return variables
@@ -66,13 +67,13 @@ def server_env(
     database_url: str,
     keys: Keys,
     backend: Backend,
-    tmp_dir: Path,
     extra: dict[str, str] | None = None,
+    tmp_dir: Path | None = None,
 ) -> dict[str, str]:
     """The environment of a Runpack process: this one's, less its RUNPACK_* variables,
     plus the test server's settings and ``extra`` (which may set non-RUNPACK variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPACK_")}
-    env.update(runpack_variables(database_url, keys, backend, tmp_dir, extra))
+    env.update(runpack_variables(database_url, keys, backend, extra, tmp_dir))
     return env
 
 

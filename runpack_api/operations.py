@@ -7,6 +7,8 @@ database round trip. Every answer is a schema model, encoded once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -45,13 +47,28 @@ def _validate_params(runtime: Runtime, job: JobRequest) -> None:
         raise InvalidRequest(f"input_params for {job.job_type}: {exc}") from None
 
 
-def _store_submit(runtime: Runtime, job: JobRequest, digest: str) -> tuple[SubmitOutcome, bool]:
+@dataclass(frozen=True)
+class Stored:
+    """What a submit did: its outcome, whether the sender thread is to publish the job, and
+    (for a pending job, else None) whether an active runner or worker serves its type."""
+
+    outcome: SubmitOutcome
+    publishing: bool
+    served: bool | None
+
+
+def _store_submit(runtime: Runtime, job: JobRequest, digest: str) -> Stored:
     """Submit, announcing the message in the same write when a Celery worker serves the type."""
     publishing = job.job_type in runtime.publisher.served_types()
     outcome = lifecycle.submit(
         runtime.engine, job.job_type, job.input_params, digest, publishing=publishing
     )
-    return outcome, publishing and outcome.needs_publish
+    pending = outcome.job.status == JobStatus.PENDING
+    return Stored(
+        outcome,
+        publishing and outcome.needs_publish,
+        served=job.job_type in runtime.served if pending else None,
+    )
 
 
 def _kept(runtime: Runtime, key: CacheKey, job: JobRow, encoded: bytes) -> Response:
@@ -70,11 +87,13 @@ async def submit(runtime: Runtime, job: JobRequest) -> Response:
         runtime.metrics.submitted(job.job_type, cache_hit=True)
         return raw_json_response(cached)
     _validate_params(runtime, job)
-    outcome, publishing = await run_in_threadpool(_store_submit, runtime, job, digest)
-    stored = outcome.job
+    done = await run_in_threadpool(_store_submit, runtime, job, digest)
+    outcome, publishing, stored = done.outcome, done.publishing, done.outcome.job
     runtime.metrics.submitted(job.job_type, cache_hit=stored.status == JobStatus.COMPLETED)
     answer = encode(
-        presenters.submitted(stored, created=outcome.created, requeued=outcome.requeued)
+        presenters.submitted(
+            stored, created=outcome.created, requeued=outcome.requeued, served=done.served
+        )
     )
     if not outcome.needs_publish:
         return _kept(runtime, key, stored, answer)

@@ -17,6 +17,7 @@ from runpack_api.schemas import (
     RunnerWithJob,
     SubmitResponse,
 )
+from runpack_tasks.jobstore import runners
 from runpack_tasks.jobstore.models import JobRow, JobStatus
 
 #: A whole job, or a row of a listing with the summary's columns.
@@ -59,8 +60,20 @@ def _outcome(job: JobRow) -> dict[str, Any]:
     return fields
 
 
-def submitted(job: JobRow, *, created: bool, requeued: bool) -> SubmitResponse:
-    """The answer to a submission."""
+def unserved_note(job_type: str) -> str:
+    """What a submit of a pending job adds when nothing serves its type."""
+    return (
+        f"no active HTTP runner or Celery worker serves job type {job_type!r} yet; "
+        "the job waits until one does"
+    )
+
+
+def submitted(
+    job: JobRow, *, created: bool, requeued: bool, served: bool | None = None
+) -> SubmitResponse:
+    """The answer to a submission; ``served`` (known for a pending job) is whether an active
+    runner or worker serves its type: when none does, the message says so and the answer
+    carries ``served: false`` (a served job's answer keeps the seed's shape)."""
     status = JobStatus(job.status)
     if created:
         message = "Job created and queued"
@@ -68,7 +81,12 @@ def submitted(job: JobRow, *, created: bool, requeued: bool) -> SubmitResponse:
         message = "Job had failed or expired; requeued"
     else:
         message = SUBMIT_MESSAGES.get(status, f"Job is {status.value}")
-    fields = {"result": _outcome(job)["result"]} if status is JobStatus.COMPLETED else {}
+    fields: dict[str, Any] = (
+        {"result": _outcome(job)["result"]} if status is JobStatus.COMPLETED else {}
+    )
+    if served is False:
+        fields["served"] = False
+        message = f"{message}; {unserved_note(job.job_type)}"
     return SubmitResponse(job_id=job.id, status=status, message=message, **fields)
 
 
@@ -98,7 +116,7 @@ def job_status(job: JobRow) -> JobStatusResponse:
     )
 
 
-def _summary_fields(job: Listed) -> dict[str, Any]:
+def _summary_fields(job: Listed, claimed_by_name: str | None) -> dict[str, Any]:
     return {
         "job_id": job.id,
         "job_type": job.job_type,
@@ -106,20 +124,21 @@ def _summary_fields(job: Listed) -> dict[str, Any]:
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "claimed_by": job.claimed_by,
+        "claimed_by_name": claimed_by_name,
         "attempts": job.attempts,
         **_progress(job),
     }
 
 
-def job_summary(job: Listed) -> JobSummary:
-    """One row of the admin job list."""
-    return JobSummary(**_summary_fields(job))
+def job_summary(job: Row[Any]) -> JobSummary:
+    """One row of the admin job list (a listing's row, which carries ``claimed_by_name``)."""
+    return JobSummary(**_summary_fields(job, job.claimed_by_name))
 
 
-def job_detail(job: JobRow) -> JobDetail:
-    """Everything stored about a job."""
+def job_detail(job: JobRow, claimed_by_name: str | None) -> JobDetail:
+    """Everything stored about a job; ``claimed_by_name`` is its runner's name."""
     return JobDetail(
-        **_summary_fields(job),
+        **_summary_fields(job, claimed_by_name),
         input_params=job.input_params,
         job_hash=job.job_hash,
         claimed_at=job.claimed_at,
@@ -140,7 +159,7 @@ def _runner_fields(runner: Row[Any], active_since_ms: int) -> dict[str, Any]:
         "kind": runner.kind,
         "capabilities": runner.capabilities,
         "last_seen": runner.last_seen,
-        "is_active": runner.last_seen >= active_since_ms,
+        "is_active": runners.is_active(runner, active_since_ms),
     }
 
 

@@ -17,7 +17,10 @@ the job is no longer this runner's (taken back, deleted, or this runner forgotte
 report is dropped.
 
 The first SIGTERM (or Ctrl-C) stops taking jobs and lets the current one finish; a second
-one gives the current job back to the queue (release) and exits.
+one gives the current job back to the queue (release) and exits. On the way out the runner
+tells the server it stopped (``POST /api/runner/stop``, one try), so the admin views show it
+inactive; a runner killed outright turns inactive once it goes unseen for
+``RUNPACK_RUNNER_ACTIVE_S``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import httpx
 from pydantic import BaseModel
 
 from runner_plugins import get_plugin
+from runpack_api.client import not_runpack
 from runpack_api.schemas import CompleteRequest, ErrorRequest, HeartbeatRequest, RegisterRequest
 from runpack_tasks.execute import JobOutcome, RunContext, run_plugin
 from runpack_tasks.report_limits import ReportLimits
@@ -47,6 +51,8 @@ log = logging.getLogger("runpack.runner")
 LONG_POLL_S = 25
 #: A heartbeat at least this often while a job runs, progress or not.
 KEEPALIVE_S = 15
+#: How long a stopping runner waits for the server to note the stop.
+SIGN_OFF_S = 5.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 #: Answers that mean a report's job is no longer this runner's.
@@ -210,20 +216,23 @@ class HttpRunner:
         runner_id = saved.get("runner_id")
         return runner_id if isinstance(runner_id, str) else None
 
-    def register(self) -> str:
+    def register(self, retry: bool = True) -> str:
         """Reuse the id in the state file if the server still knows it, else register.
 
-        Raises ServerRefused if the server refuses the registration.
+        Raises ServerRefused if the server refuses the registration or is not Runpack's;
+        with ``retry`` False (the first contact), a transport error is raised at once.
         """
         self.runner_id = self._saved_id()
         if self.runner_id is not None:
-            if self._request("GET", "/api/runner/verify").status_code == 200:
+            if self._request("GET", "/api/runner/verify", retry=retry).status_code == 200:
                 log.info("registered: reusing runner id %s", self.runner_id)
                 return self.runner_id
             log.info("the server forgot runner %s; registering again", self.runner_id)
             self.runner_id = None
         request = RegisterRequest(name=self.config.name, capabilities=self.config.job_types)
-        answer = self._request("POST", "/api/runner/register", body=encode(request))
+        answer = self._request("POST", "/api/runner/register", body=encode(request), retry=retry)
+        if "json" not in answer.headers.get("content-type", ""):
+            raise ServerRefused(f"no Runpack API at {self.config.url}: {not_runpack(answer)}")
         if answer.status_code != 201:
             raise ServerRefused(
                 f"registration refused: HTTP {answer.status_code} {server_error(answer)}"
@@ -415,8 +424,27 @@ class HttpRunner:
             self._phase, self._current_job = "idle", None
 
     def serve(self) -> None:
-        """Register, then take jobs until asked to stop (or refused, see ``available``)."""
-        self.register()
+        """Register, then take jobs until asked to stop (or refused, see ``available``);
+        tell the server when stopping. A first contact that fails raises at once
+        (httpx.TransportError, ServerRefused): nothing was taken yet, and a wrong URL would
+        fail forever."""
+        self.register(retry=False)
+        try:
+            self._take_jobs()
+        finally:
+            self.sign_off()
+
+    def sign_off(self) -> None:
+        """Tell the server this runner stopped (one try: a server away has nothing to show)."""
+        try:
+            answer = self._request("POST", "/api/runner/stop", retry=False, timeout=SIGN_OFF_S)
+        except httpx.HTTPError as exc:
+            log.warning("could not tell the server this runner stopped: %s", exc)
+            return
+        if answer.status_code != 200:
+            log.warning("the server did not record the stop: HTTP %d", answer.status_code)
+
+    def _take_jobs(self) -> None:
         while not self.stopping:
             jobs = self.available()
             # every runner is offered the same oldest jobs: trying them in another order

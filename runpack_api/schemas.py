@@ -94,6 +94,9 @@ class SubmitResponse(BaseModel):
     status: JobStatus
     message: str
     result: JobResult | None = None
+    #: ``False`` (else absent) when the job is pending and no active HTTP runner or Celery
+    #: worker serves its type.
+    served: bool | None = None
 
 
 class CheckResponse(BaseModel):
@@ -182,6 +185,8 @@ class JobSummary(BaseModel):
     created_at: int
     updated_at: int
     claimed_by: str | None
+    #: The name of the runner ``claimed_by`` names, while that runner is registered.
+    claimed_by_name: str | None = None
     attempts: int
     progress: Progress | None = None
 

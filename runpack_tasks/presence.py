@@ -1,4 +1,4 @@
-"""A Celery worker as a runner: registered when ready, kept seen while alive, retired at exit."""
+"""A Celery worker as a runner: registered when ready, kept seen while alive, stopped at exit."""
 
 from __future__ import annotations
 
@@ -59,14 +59,14 @@ def _register(sender: Any = None, **_: Any) -> None:
 
 
 @signals.worker_shutdown.connect
-def _retire(sender: Any = None, **_: Any) -> None:
+def _stop_presence(sender: Any = None, **_: Any) -> None:
     app = _runpack_app(sender)
     if app is None:
         return
     _stop.set()
     release_unfinished(app)
     state = state_of(app)
-    runners.retire(state.engine, state.runner_id, state.settings.runner_active_s)
+    runners.stop(state.engine, state.runner_id)
 
 
 @signals.worker_process_shutdown.connect

@@ -18,7 +18,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 from sqlalchemy import Engine
 
-from runpack_tasks.jobstore import lifecycle
+from runpack_tasks.jobstore import lifecycle, runners
 from runpack_tasks.jobstore.models import RUNNERS, RunnerKind, now_ms
 from runpack_tasks.routing import queue_for
 from runpack_tasks.tasks import EXECUTE_TASK
@@ -39,7 +39,7 @@ def live_celery_types(engine: Engine, active_s: float) -> set[str]:
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(RUNNERS.c.capabilities).where(
-                RUNNERS.c.kind == RunnerKind.CELERY.value, RUNNERS.c.last_seen >= cutoff
+                RUNNERS.c.kind == RunnerKind.CELERY.value, runners.active_since(cutoff)
             )
         ).all()
     return {job_type for (capabilities,) in rows for job_type in capabilities}

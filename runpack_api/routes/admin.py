@@ -71,7 +71,8 @@ async def job_detail(job_id: PathId, runtime: AdminRate) -> Any:
     job = await run_in_threadpool(queries.job_by_id, runtime.engine, job_id)
     if job is None:
         raise JobNotFound(f"no job with id {job_id}")
-    return presenters.job_detail(job)
+    name = await run_in_threadpool(queries.runner_name, runtime.engine, job.claimed_by)
+    return presenters.job_detail(job, name)
 
 
 @router.get("/runners", response_model=RunnerList, dependencies=[AdminReadKey])

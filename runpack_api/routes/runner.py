@@ -1,4 +1,4 @@
-"""HTTP runner routes: register, verify, find, claim, report on and release jobs."""
+"""HTTP runner routes: register, verify, find, claim, report on and release jobs, stop."""
 
 from __future__ import annotations
 
@@ -53,9 +53,12 @@ def _not_yours(what: str) -> TransitionRejected:
 
 
 @router.post("/register", status_code=201, response_model=RegisterResponse)
-async def register_runner(body: RegisterRequest, engine: EngineDep) -> Any:
+async def register_runner(body: RegisterRequest, runtime: RuntimeDep) -> Any:
     """Announce a runner and the job types it serves; returns its id."""
-    runner_id = await run_in_threadpool(runners.register, engine, body.name, body.capabilities)
+    runner_id = await run_in_threadpool(
+        runners.register, runtime.engine, body.name, body.capabilities
+    )
+    runtime.served.forget()
     return RegisterResponse(runner_id=runner_id, message=f"Runner {body.name} registered")
 
 
@@ -63,6 +66,13 @@ async def register_runner(body: RegisterRequest, engine: EngineDep) -> Any:
 async def verify_runner(runner: RunnerDep) -> Any:
     """Whether the server knows this runner id (404 when it does not)."""
     return VerifyResponse(exists=True, runner_name=runner.name, message="Runner is registered")
+
+
+@router.post("/stop", response_model=Outcome)
+async def stop_runner(runner: RunnerDep, engine: EngineDep) -> Any:
+    """The runner is shutting down: shown inactive until it speaks again."""
+    await run_in_threadpool(runners.stop, engine, runner.id)
+    return Outcome(success=True, message=f"Runner {runner.name} stopped")
 
 
 @router.get("/jobs/available", response_model=AvailableResponse)

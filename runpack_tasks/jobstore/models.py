@@ -101,6 +101,9 @@ class Runner(SQLModel, table=True):
     capabilities: list[str] = Field(sa_type=sa.JSON, nullable=False)
     registered_at: int = Field(sa_type=sa.BigInteger, nullable=False)
     last_seen: int = Field(sa_type=sa.BigInteger, nullable=False)
+    #: When it said it was stopping (None while running): a stopped runner is not active,
+    #: however recently it was seen.
+    stopped_at: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 JOBS = Job.__table__  # type: ignore[attr-defined]

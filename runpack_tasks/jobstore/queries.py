@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Row
 
 from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobRow, JobStatus, now_ms
+from runpack_tasks.jobstore.runners import active_since
 from runpack_tasks.jobstore.statements import Statement
 
 AVAILABLE_JOBS_LIMIT = 50
@@ -30,6 +31,14 @@ DETAIL_ONLY_COLUMNS = frozenset(
 )
 #: The columns of a listing's rows (``presenters.job_summary``), in the table's order.
 SUMMARY_COLUMNS = [column for column in JOBS.c if column.name not in DETAIL_ONLY_COLUMNS]
+
+
+def _summaries() -> sa.Select[Any]:
+    """A listing's rows: the summary columns and ``claimed_by_name``, the claiming runner's
+    name (None when no runner claimed the job or that runner was deleted)."""
+    return sa.select(*SUMMARY_COLUMNS, RUNNERS.c.name.label("claimed_by_name")).select_from(
+        JOBS.outerjoin(RUNNERS, RUNNERS.c.id == JOBS.c.claimed_by)
+    )
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,7 @@ def list_jobs(
         conditions.append(JOBS.c.job_type == job_type)
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(*SUMMARY_COLUMNS)
+            _summaries()
             .where(*conditions)
             .order_by(JOBS.c.created_at.desc(), JOBS.c.id.desc())
             .limit(limit)
@@ -118,6 +127,15 @@ def runner_by_id(engine: Engine, runner_id: str) -> Row[Any] | None:
         return conn.execute(sa.select(RUNNERS).where(RUNNERS.c.id == runner_id)).first()
 
 
+def runner_name(engine: Engine, runner_id: str | None) -> str | None:
+    """The name of the runner with this id; None when there is no such runner."""
+    if runner_id is None:
+        return None
+    with engine.connect() as conn:
+        name = conn.execute(sa.select(RUNNERS.c.name).where(RUNNERS.c.id == runner_id))
+        return name.scalar_one_or_none()
+
+
 def list_runners(engine: Engine, *, limit: int = 100, offset: int = 0) -> Page:
     """A page of runners, most recently seen first (ties by id, so pages do not overlap)."""
     with engine.connect() as conn:
@@ -134,7 +152,7 @@ def list_runners(engine: Engine, *, limit: int = 100, offset: int = 0) -> Page:
 def runner_counts(engine: Engine, active_s: float) -> tuple[int, int]:
     """(total, active): active runners were seen within ``active_s`` seconds."""
     cutoff = now_ms() - int(active_s * 1000)
-    active = sa.func.sum(sa.case((RUNNERS.c.last_seen >= cutoff, 1), else_=0))
+    active = sa.func.sum(sa.case((active_since(cutoff), 1), else_=0))
     with engine.connect() as conn:
         total, active_count = conn.execute(sa.select(sa.func.count(), active)).one()
     return int(total), int(active_count or 0)
@@ -145,7 +163,7 @@ def recent_jobs_of_runner(
 ) -> list[Row[Any]]:
     """The jobs this runner claimed most recently."""
     statement = (
-        sa.select(*SUMMARY_COLUMNS)
+        _summaries()
         .where(JOBS.c.claimed_by == runner_id)
         .order_by(JOBS.c.updated_at.desc())
         .limit(limit)
@@ -233,7 +251,5 @@ def job_types_served(engine: Engine, active_s: float) -> set[str]:
     """Job types some active runner (HTTP or Celery) serves."""
     cutoff = now_ms() - int(active_s * 1000)
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(RUNNERS.c.capabilities).where(RUNNERS.c.last_seen >= cutoff)
-        ).all()
+        rows = conn.execute(sa.select(RUNNERS.c.capabilities).where(active_since(cutoff))).all()
     return {job_type for (capabilities,) in rows for job_type in capabilities}

@@ -1,4 +1,9 @@
-"""The runners table: registering runners and Celery workers, and keeping last_seen fresh."""
+"""The runners table: registering runners and Celery workers, keeping last_seen fresh, and
+marking them stopped.
+
+A runner is active while it is not stopped and was seen within the active threshold
+(``RUNPACK_RUNNER_ACTIVE_S``); ``last_seen`` is always when it was last heard from.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +31,13 @@ def register(
         updated = conn.execute(
             sa.update(RUNNERS)
             .where(RUNNERS.c.id == new_id)
-            .values(name=name, capabilities=capabilities, kind=kind.value, last_seen=now)
+            .values(
+                name=name,
+                capabilities=capabilities,
+                kind=kind.value,
+                last_seen=now,
+                stopped_at=None,
+            )
         ).rowcount
         if not updated:
             conn.execute(
@@ -48,26 +59,39 @@ TOUCH_INTERVAL_MS = 5_000
 
 
 def touch(engine: Engine, runner_id: str) -> Row[Any] | None:
-    """The runner, marked seen now (if not within the last few seconds); ``None`` if unknown."""
+    """The runner, marked seen now (if not within the last few seconds, or if it had
+    stopped: a stopped runner that speaks again is running again); ``None`` if unknown."""
     with engine.connect() as conn:
         runner = conn.execute(sa.select(RUNNERS).where(RUNNERS.c.id == runner_id)).first()
     now = now_ms()
-    if runner is None or now - runner.last_seen < TOUCH_INTERVAL_MS:
+    if runner is None or (runner.stopped_at is None and now - runner.last_seen < TOUCH_INTERVAL_MS):
         return runner
     with engine.begin() as conn:
         return conn.execute(
             sa.update(RUNNERS)
             .where(RUNNERS.c.id == runner_id)
-            .values(last_seen=now)
+            .values(last_seen=now, stopped_at=None)
             .returning(*RUNNERS.c)
         ).first()
 
 
-def retire(engine: Engine, runner_id: str, active_s: float) -> None:
-    """Mark a runner that is shutting down as no longer active."""
+def stop(engine: Engine, runner_id: str) -> bool:
+    """Mark a runner that is shutting down as stopped (seen now); False if unknown."""
+    now = now_ms()
     with engine.begin() as conn:
-        conn.execute(
+        updated = conn.execute(
             sa.update(RUNNERS)
             .where(RUNNERS.c.id == runner_id)
-            .values(last_seen=now_ms() - int(active_s * 1000) - 1)
-        )
+            .values(last_seen=now, stopped_at=now)
+        ).rowcount
+    return bool(updated)
+
+
+def active_since(cutoff_ms: int) -> sa.ColumnElement[bool]:
+    """The condition of a runner being active: not stopped, and seen since ``cutoff_ms``."""
+    return sa.and_(RUNNERS.c.stopped_at.is_(None), RUNNERS.c.last_seen >= cutoff_ms)
+
+
+def is_active(runner: Row[Any], cutoff_ms: int) -> bool:
+    """``active_since`` for a runner row already read."""
+    return runner.stopped_at is None and bool(runner.last_seen >= cutoff_ms)

@@ -60,6 +60,12 @@ function when(ms) {
 function statusBadge(status) { return el("span", { class: `status ${status}` }, status); }
 
 function jobLink(jobId) { return el("a", { href: `/jobs/${encodeURIComponent(jobId)}` }, jobId); }
+// The runner that claimed a job, by name (its id while the runner is unknown), linked.
+function runnerLink(job) {
+  if (!job.claimed_by) return "";
+  return el("a", { href: `/runners/${encodeURIComponent(job.claimed_by)}`, title: job.claimed_by },
+    job.claimed_by_name || job.claimed_by);
+}
 
 // A progress number as text: whole numbers as they are, fractions to at most two places.
 const amount = (value) => (value ?? "").toLocaleString(undefined, { maximumFractionDigits: 2 });
@@ -210,7 +216,7 @@ pages.jobs = () => {
       el("td", {}, jobLink(job.job_id)), el("td", {}, job.job_type),
       el("td", {}, statusBadge(job.status)), el("td", {}, miniProgress(job.progress)),
       el("td", {}, job.attempts), el("td", {}, when(job.created_at)),
-      el("td", {}, job.claimed_by ? el("a", { href: `/runners/${encodeURIComponent(job.claimed_by)}` }, job.claimed_by) : ""))));
+      el("td", {}, runnerLink(job)))));
     return { shown: page.jobs.length, total: page.total };
   });
   filters.addEventListener("submit", (event) => {
@@ -243,8 +249,7 @@ pages.job = () => {
     status.className = `status ${job.status}`;
     status.textContent = job.status;
     text("job-attempts", job.attempts);
-    $("job-runner").replaceChildren(job.claimed_by
-      ? el("a", { href: `/runners/${encodeURIComponent(job.claimed_by)}` }, job.claimed_by) : "");
+    $("job-runner").replaceChildren(runnerLink(job));
     text("job-hash", job.job_hash);
     setProgress("job-progress-bar", "job-progress-text", job.progress, job.status);
     $("timeline").replaceChildren(...[["created", job.created_at], ["claimed", job.claimed_at],

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from runpack_api.schemas import (
     CheckResponse,
@@ -30,6 +30,51 @@ DEFAULT_POLL_INTERVAL_S = 1.2
 Model = TypeVar("Model", bound=BaseModel)
 
 
+class RunpackConnectionError(Exception):
+    """Raised when no Runpack API answers at the URL: it is malformed, nothing listens there,
+    the connection fails (TLS to a plain HTTP server, say), or what answers is not Runpack."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+def check_api_url(url: str) -> None:
+    """Raise RunpackConnectionError unless ``url`` is an http:// or https:// URL with a host."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise RunpackConnectionError(url, f"not a valid URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise RunpackConnectionError(
+            url, f"not an http:// or https:// URL (for example {DEFAULT_API_URL})"
+        )
+
+
+def transport_failure(exc: httpx.TransportError) -> str:
+    """What went wrong, in a few words, for a request that got no HTTP answer."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and "SSL" in detail:
+        return f"TLS handshake failed; is it a plain http:// server? ({detail})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({detail}); is the API running?"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer in time ({detail})"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"the answer is not HTTP; is this Runpack's port? ({detail})"
+    return detail
+
+
+def not_runpack(response: httpx.Response) -> str:
+    """The reason given for an answer that is not one of Runpack's."""
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    return (
+        f"answered HTTP {response.status_code} with {kind}, not Runpack's JSON; "
+        "is this Runpack's URL and port?"
+    )
+
+
 class RunpackAPIError(Exception):
     """Raised for every error answer; carries the status code and the server's message."""
 
@@ -41,7 +86,11 @@ class RunpackAPIError(Exception):
 
 
 class RunpackClient:
-    """Talks to one Runpack API with the keys it is given (each call needs its role's key)."""
+    """Talks to one Runpack API with the keys it is given (each call needs its role's key).
+
+    Raises RunpackConnectionError for a URL that is not http(s) (at once) and for a call
+    that reaches no Runpack API; RunpackAPIError for the API's own error answers.
+    """
 
     def __init__(
         self,
@@ -52,6 +101,8 @@ class RunpackClient:
         timeout_s: float = 30,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        check_api_url(url)
+        self._url = url
         self._keys = {"submit": submit_key, "admin": admin_key}
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, transport=transport)
 
@@ -69,19 +120,29 @@ class RunpackClient:
         key = self._keys[role]
         if not key:
             raise RunpackAPIError(401, f"no {role} key given to the client")
-        response = self._http.request(
-            method, path, headers={"Authorization": f"Bearer {key}"}, **kwargs
-        )
+        try:
+            response = self._http.request(
+                method, path, headers={"Authorization": f"Bearer {key}"}, **kwargs
+            )
+        except httpx.TransportError as exc:
+            raise RunpackConnectionError(self._url, transport_failure(exc)) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            raise RunpackConnectionError(self._url, not_runpack(response)) from None
         if response.is_error:
-            try:
-                message = str(response.json().get("error") or response.json())
-            except ValueError:
-                message = response.text or response.reason_phrase
+            if not isinstance(body, dict) or "error" not in body:
+                raise RunpackConnectionError(self._url, not_runpack(response))
             retry_after = response.headers.get("Retry-After")
             raise RunpackAPIError(
-                response.status_code, message, float(retry_after) if retry_after else None
+                response.status_code,
+                str(body["error"]),
+                float(retry_after) if retry_after else None,
             )
-        return model.model_validate(response.json())
+        try:
+            return model.model_validate(body)
+        except ValidationError:
+            raise RunpackConnectionError(self._url, not_runpack(response)) from None
 
     # -- submitting and following jobs --------------------------------------------------
 

@@ -8,7 +8,7 @@ import json
 import logging
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +18,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from runpack_api.cli.common import console, fail, installed_job_types, load_settings
+from runpack_api.cli.common import (
+    KEYS_FILE,
+    console,
+    fail,
+    installed_job_types,
+    load_settings,
+    warn,
+)
 from runpack_tasks.settings import DEFAULT_API_URL
 
 out = Console(soft_wrap=True)
@@ -39,6 +46,36 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for script
 
 #: Exit code when the job failed or expired (0: completed; 2: a usage or API error).
 EXIT_JOB_FAILED = 1
+
+#: Where each role's key comes from, as the "no key" error names it.
+KEY_SOURCES = {
+    "submit": "RUNPACK_SUBMIT_API_KEY",
+    "admin": "RUNPACK_ADMIN_API_KEY (or RUNPACK_RUNNER_API_KEY, which can read)",
+    "runner": "RUNPACK_RUNNER_API_KEY",
+}
+
+
+def require_key(key: str | None, role: str) -> str:
+    """``key``, or exit 2 with one line saying where a ``role`` key comes from."""
+    if key:
+        return key
+    raise fail(
+        f"no {role} key given: set {KEY_SOURCES[role]} or pass --key; the keys of "
+        f"'runpack up' are in {KEYS_FILE} where it ran: export $(cat {KEYS_FILE})"
+    )
+
+
+@contextlib.contextmanager
+def api_errors() -> Iterator[None]:
+    """Turn the client's errors into one line on stderr and exit code 2."""
+    from runpack_api.client import RunpackAPIError, RunpackConnectionError
+
+    try:
+        yield
+    except RunpackConnectionError as exc:
+        raise fail(f"no Runpack API at {exc.url}: {exc.reason}") from None
+    except RunpackAPIError as exc:
+        raise fail(exc.message) from None
 
 
 def _print_json(value: BaseModel | dict[str, Any]) -> None:
@@ -91,11 +128,15 @@ def runner(
     ] = 1.0,
 ) -> None:
     """An HTTP runner: claims jobs of its types over HTTP and runs their plugins here."""
+    import httpx
+
+    from runpack_api.client import check_api_url, transport_failure
     from runpack_api.runner_client import HttpRunner, ReleaseRequested, RunnerConfig, ServerRefused
     from runpack_tasks.report_limits import ReportLimits
 
-    if not key:
-        raise fail("RUNPACK_RUNNER_API_KEY not set (or pass --key)")
+    key = require_key(key, "runner")
+    with api_errors():
+        check_api_url(url)
     job_types = installed_job_types(types)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(
@@ -118,6 +159,8 @@ def runner(
             http_runner.serve()
     except ServerRefused as exc:
         raise fail(str(exc)) from None
+    except httpx.TransportError as exc:
+        raise fail(f"no Runpack API at {url}: {transport_failure(exc)}") from None
     logging.getLogger("runpack.runner").info("stopped")
 
 
@@ -182,25 +225,28 @@ def submit(
     json_mode: JsonOption = False,
 ) -> None:
     """Submit a job; with --wait, show its progress and print its result."""
-    from runpack_api.client import RunpackAPIError, RunpackClient
+    from runpack_api.client import RunpackClient
 
     try:
         input_params = parse_params(params or [], params_file)
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
-    with RunpackClient(url, submit_key=key) as client:
+    key = require_key(key, "submit")
+    with api_errors(), RunpackClient(url, submit_key=key) as client:
+        answer = client.submit(job_type, input_params)
+        if not wait or answer.status.value == "completed":
+            _print_json(answer)
+            return
+        if answer.served is False:
+            warn(
+                f"nothing serves job type {job_type!r} yet (no active HTTP runner or Celery "
+                "worker); waiting for one to start"
+            )
+        show, close = _progress_printer(json_mode)
         try:
-            answer = client.submit(job_type, input_params)
-            if not wait or answer.status.value == "completed":
-                _print_json(answer)
-                return
-            show, close = _progress_printer(json_mode)
-            try:
-                final = client.wait(answer.job_id, on_progress=show)
-            finally:
-                close()
-        except RunpackAPIError as exc:
-            raise fail(exc.message) from None
+            final = client.wait(answer.job_id, on_progress=show)
+        finally:
+            close()
     _print_json(final)
     if final.status.value != "completed":
         raise typer.Exit(EXIT_JOB_FAILED)
@@ -212,13 +258,11 @@ def status(
     key: SubmitKeyOption = None,
 ) -> None:
     """A job's status, progress and result, as JSON."""
-    from runpack_api.client import RunpackAPIError, RunpackClient
+    from runpack_api.client import RunpackClient
 
-    with RunpackClient(url, submit_key=key) as client:
-        try:
-            found = client.status(job_id)
-        except RunpackAPIError as exc:
-            raise fail(exc.message) from None
+    key = require_key(key, "submit")
+    with api_errors(), RunpackClient(url, submit_key=key) as client:
+        found = client.status(job_id)
     _print_json(found)
     if found.status.value in ("failed", "expired"):
         raise typer.Exit(EXIT_JOB_FAILED)
@@ -226,13 +270,11 @@ def status(
 
 def _admin_view(url: str, key: str | None, fetch: Callable[[Any], Any], json_mode: bool) -> Any:
     """Run an admin call; print it as JSON with --json (returning None), else return it."""
-    from runpack_api.client import RunpackAPIError, RunpackClient
+    from runpack_api.client import RunpackClient
 
-    with RunpackClient(url, admin_key=key) as client:
-        try:
-            found = fetch(client)
-        except RunpackAPIError as exc:
-            raise fail(exc.message) from None
+    key = require_key(key, "admin")
+    with api_errors(), RunpackClient(url, admin_key=key) as client:
+        found = fetch(client)
     if json_mode:
         _print_json(found)
         return None
@@ -275,7 +317,7 @@ def jobs(
                 job.status.value,
                 _progress_text(job.progress) if job.progress else "",
                 str(job.attempts),
-                job.claimed_by or "",
+                job.claimed_by_name or job.claimed_by or "",
             ]
             for job in page.jobs
         ],

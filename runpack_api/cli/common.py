@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from runpack_tasks.settings import RunpackSettings, SettingsError, get_settings
 
 console = Console(stderr=True, soft_wrap=True)
+
+#: Where ``runpack up`` keeps the API keys it generated (in its working directory).
+KEYS_FILE = Path("runpack.keys")
 
 HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 PortOption = Annotated[int, typer.Option("--port", help="Port to listen on.", min=1, max=65535)]
@@ -28,8 +33,13 @@ def load_settings(*, require_keys: bool = True) -> RunpackSettings:
 
 def fail(message: str) -> typer.Exit:
     """Print one error line; the Exit (code 2) to raise."""
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(2)
+
+
+def warn(message: str) -> None:
+    """Print one warning line."""
+    console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
 
 def installed_job_types(types: str | None) -> list[str]:
@@ -45,3 +55,29 @@ def installed_job_types(types: str | None) -> list[str]:
     except UnknownPlugin as exc:
         raise fail(str(exc)) from None
     return chosen
+
+
+def open_database(settings: RunpackSettings, *, migrate: bool) -> None:
+    """Migrate the database (``migrate``) or just reach it, or exit 2 with one line naming
+    it (password hidden) and what went wrong."""
+    from alembic.util import CommandError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from runpack_tasks.jobstore import queries, schema
+    from runpack_tasks.jobstore.db import create_db_engine
+
+    try:
+        if migrate:
+            schema.upgrade(settings.database_url)
+        else:
+            engine = create_db_engine(settings.database_url, pool_size=1)
+            try:
+                queries.ping(engine)
+            finally:
+                engine.dispose()
+    except (SQLAlchemyError, CommandError) as exc:
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        cause = getattr(exc, "orig", None) or exc
+        reason = " ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+        raise fail(f"cannot open the database {shown} (RUNPACK_DATABASE_URL): {reason}") from None

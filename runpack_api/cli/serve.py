@@ -11,21 +11,21 @@ import socket
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from runpack_api.cli.common import (
+    KEYS_FILE,
     HostOption,
     PortOption,
     console,
     installed_job_types,
     load_settings,
+    open_database,
 )
 from runpack_tasks.settings import DEFAULT_API_HOST, DEFAULT_API_PORT
 
-KEYS_FILE = Path("runpack.keys")
 KEY_NAMES = ("RUNPACK_SUBMIT_API_KEY", "RUNPACK_RUNNER_API_KEY", "RUNPACK_ADMIN_API_KEY")
 #: How long ``up`` gives its worker and beat to stop before it kills them.
 CHILD_STOP_TIMEOUT_S = 20
@@ -42,10 +42,7 @@ TypesOption = Annotated[
 def _serve_api(host: str, port: int, workers: int, access_log: bool = True) -> None:
     import uvicorn
 
-    from runpack_tasks.jobstore import schema
-
-    settings = load_settings()
-    schema.upgrade(settings.database_url)
+    open_database(load_settings(), migrate=True)
     uvicorn.run(
         "runpack_api.app:app_from_env",
         factory=True,
@@ -106,9 +103,7 @@ def up(host: HostOption = DEFAULT_API_HOST, port: PortOption = DEFAULT_API_PORT)
     if KEYS_FILE.exists():
         console.print(f"  keys are kept in {KEYS_FILE.resolve()}")
 
-    from runpack_tasks.jobstore import schema
-
-    schema.upgrade(settings.database_url)
+    open_database(settings, migrate=True)
     children = [_start_child("worker"), _start_child("beat")]
     try:
         _serve_api(host, port, workers=1)
@@ -149,6 +144,7 @@ def worker(
 
     settings = load_settings()
     job_types = installed_job_types(types)
+    open_database(settings, migrate=False)
     app = make_celery(settings)
     node = name or f"runpack-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     app.conf.runpack_job_types = job_types
@@ -175,7 +171,9 @@ def beat() -> None:
     from runpack_tasks.beat import RunpackScheduler
     from runpack_tasks.celery_app import make_celery
 
-    app = make_celery(load_settings())
+    settings = load_settings()
+    open_database(settings, migrate=False)
+    app = make_celery(settings)
     app.Beat(scheduler=RunpackScheduler, loglevel="INFO").run()
 
 

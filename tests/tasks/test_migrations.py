@@ -127,6 +127,7 @@ def test_progress_becomes_fractional_and_keeps_what_was_stored(
         change[0]
         for difference in _differences(engine, SQLModel.metadata)
         for change in (difference if isinstance(difference, list) else [difference])
+        if change[2] == "jobs"  # later migrations change other tables
     }
     assert changed == {"modify_type"}
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 
@@ -16,7 +17,20 @@ from runpack_tasks.jobstore.schema import upgrade
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_DATABASE_URL = os.environ.get("RUNPACK_TEST_DATABASE_URL")
-TEST_REDIS_URL = os.environ.get("RUNPACK_TEST_REDIS_URL")
+
+
+def _own_database(url: str | None) -> str | None:
+    """``url`` for this test process: under pytest-xdist, worker ``gwN`` uses the Redis
+    database N above the one given, so two workers' brokers never share a queue."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    first = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{first + int(worker[2:])}"))
+
+
+TEST_REDIS_URL = _own_database(os.environ.get("RUNPACK_TEST_REDIS_URL"))
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,13 @@ parameter checks. Every answer must be below 500, and an error must be the one b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runpack_api.app import create_app
-from tests.support import Backend
-from tests.support.direct_app import KEYS, settings_for
+from tests.support import ApiServer
 
 #: Values at the edges of every type's range, each sent to every parameter in turn.
 EDGES = [
@@ -57,19 +51,10 @@ def role_of(path: str) -> str:
     )
 
 
-@pytest.fixture
-def client(database_url: str, backend: Backend, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(settings_for(database_url, backend, tmp_path))
-    with TestClient(
-        app, base_url="http://127.0.0.1", client=("127.0.0.1", 50001), raise_server_exceptions=False
-    ) as client:
-        yield client
-
-
 Operation = tuple[str, str, list[dict[str, Any]]]
 
 
-def send(client: TestClient, op: Operation, values: dict[str, list[str]], runner: str) -> int:
+def send(server: ApiServer, op: Operation, values: dict[str, list[str]], runner: str) -> int:
     """``op`` with these parameter values; asserts no 500 and the one error body."""
     method, template, params = op
     path, query = template, []
@@ -80,22 +65,22 @@ def send(client: TestClient, op: Operation, values: dict[str, list[str]], runner
             else:
                 query.append((param["name"], value))
     path = path.replace("{job_id}", "x").replace("{runner_id}", "x")
-    headers = {"Authorization": f"Bearer {KEYS[role_of(template)]}", "X-Runner-ID": runner}
-    answer = client.request(method, path, params=query, headers=headers, json={})
+    with server.client(role_of(template), runner) as client:
+        answer = client.request(method, path, params=query, json={})
     assert answer.status_code < 500, (method, path, query, answer.text)
     if answer.status_code >= 400 and answer.status_code != 405:
         assert isinstance(answer.json().get("error"), str), answer.text
     return answer.status_code
 
 
-def test_no_parameter_value_reaches_a_500(client: TestClient) -> None:
+def test_no_parameter_value_reaches_a_500(server: ApiServer) -> None:
     # Given a registered runner, so runner routes get as far as their parameters
-    runner = client.post(
-        "/api/runner/register",
-        headers={"Authorization": f"Bearer {KEYS['runner']}"},
-        json={"name": "bounds", "capabilities": ["bounds"]},
-    ).json()["runner_id"]
-    ops = operations(client.get("/openapi.json").json())
+    with server.client("runner") as client:
+        registered = client.post(
+            "/api/runner/register", json={"name": "bounds", "capabilities": ["bounds"]}
+        )
+        runner = registered.json()["runner_id"]
+        ops = operations(client.get("/openapi.json").json())
     assert {path for _, path, _ in ops} >= {"/api/admin/jobs", "/api/runner/jobs/available"}
     answered: set[int] = set()
 
@@ -104,7 +89,7 @@ def test_no_parameter_value_reaches_a_500(client: TestClient) -> None:
         for param in op[2]:
             for value in EDGES:
                 # Then the answer is never a server error, and an error is the one error body
-                answered.add(send(client, op, {param["name"]: [value]}, runner))
+                answered.add(send(server, op, {param["name"]: [value]}, runner))
 
     # And when all of an operation's parameters get generated values at once (repeated too)
     @settings(
@@ -120,7 +105,7 @@ def test_no_parameter_value_reaches_a_500(client: TestClient) -> None:
             * data.draw(st.integers(1, 2))
             for param in op[2]
         }
-        answered.add(send(client, op, values, runner))
+        answered.add(send(server, op, values, runner))
 
     probe()
     assert 400 in answered and 200 in answered  # values on both sides of the bounds

@@ -24,6 +24,12 @@ def serves_cors(path: str) -> bool:
     return path.startswith("/api/") or path == "/health"
 
 
+def _has_origin(scope: Scope) -> bool:
+    """Whether the request names its origin: without one there is nothing CORS adds (a
+    script, a runner, the CLI), and the request goes straight on."""
+    return any(name == b"origin" for name, _ in scope["headers"])
+
+
 class APICORSMiddleware(CORSMiddleware):
     """Starlette's CORS middleware on the paths ``serves_cors`` names, with Runpack's
     choices: bearer keys (no credentials mode), ``Retry-After`` readable.
@@ -43,7 +49,7 @@ class APICORSMiddleware(CORSMiddleware):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and serves_cors(get_route_path(scope)):
+        if scope["type"] == "http" and _has_origin(scope) and serves_cors(get_route_path(scope)):
             await super().__call__(scope, receive, send)
         else:
             await self.app(scope, receive, send)

@@ -49,13 +49,17 @@ class DirectRoutes:
     def __init__(self, app: ASGIApp, prefix: str, router: APIRouter) -> None:
         self.app = app
         self.prefix = prefix
-        self.routes = [_Served(route) for route in router.routes if isinstance(route, APIRoute)]
+        served = [_Served(route) for route in router.routes if isinstance(route, APIRoute)]
+        #: Routes without path parameters, found by their path; the others by their pattern.
+        self.fixed = {s.route.path: s for s in served if not s.route.param_convertors}
+        self.patterned = [s for s in served if s.route.param_convertors]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = get_route_path(scope) if scope["type"] == "http" else ""
         if path.startswith(self.prefix):
             tail, method = path[len(self.prefix) :], scope["method"]
-            for served in self.routes:
+            fixed = self.fixed.get(tail)
+            for served in [fixed] if fixed is not None else self.patterned:
                 if (params := served.params(tail, method)) is not None:
                     scope["path_params"] = params
                     request = Request(scope, receive)

@@ -27,12 +27,18 @@ from runpack_tasks.jobstore.payloads import check_json, refuse_nul
 CacheKey = tuple[str, str]
 
 
-def digest_of(runtime: Runtime, job: JobRequest) -> str:
-    """The job's hash, once its parameters are within the size and depth limits."""
+def _within_limits(runtime: Runtime, job: JobRequest) -> None:
+    """Refuse parameters over the size limit (413) or nested too deeply (400)."""
     check_json("input_params", job.input_params, runtime.settings.max_input_bytes)
+
+
+def digest_of(runtime: Runtime, job: JobRequest) -> str:
+    """The job's hash. The limits are checked by the caller on a cache miss only: a job
+    whose answer this process keeps passed them here, under the same settings."""
     try:
         return job_hash(job.job_type, job.input_params)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
+        _within_limits(runtime, job)  # a limit's refusal first, as for any other job
         raise InvalidRequest(f"input_params {exc}") from None
 
 
@@ -86,6 +92,7 @@ async def submit(runtime: Runtime, job: JobRequest) -> Response:
     if (cached := runtime.results.get(key)) is not None:
         runtime.metrics.submitted(job.job_type, cache_hit=True)
         return raw_json_response(cached)
+    _within_limits(runtime, job)
     _validate_params(runtime, job)
     done = await run_in_threadpool(_store_submit, runtime, job, digest)
     outcome, publishing, stored = done.outcome, done.publishing, done.outcome.job
@@ -108,6 +115,7 @@ async def check(runtime: Runtime, job: JobRequest) -> Response:
     key = ("check", digest_of(runtime, job))
     if (cached := runtime.results.get(key)) is not None:
         return raw_json_response(cached)
+    _within_limits(runtime, job)
     stored = await run_in_threadpool(queries.job_by_hash, runtime.engine, key[1])
     answer = encode(presenters.checked(stored))
     return raw_json_response(answer) if stored is None else _kept(runtime, key, stored, answer)

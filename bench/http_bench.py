@@ -89,6 +89,8 @@ PYTHON = sys.executable
 
 KEYS = {"submit": "bench-submit-key", "runner": "bench-runner-key", "admin": "bench-admin-key"}
 REDIS_URL = "redis://127.0.0.1:6379/0"
+#: The baseline's Redis database: its rate-limit counters and broker are its own.
+BASE_REDIS_URL = "redis://127.0.0.1:6379/2"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 COMPLETED_JOB = {"job_type": "noop", "input_params": {"n": 1, "name": "bench"}}
 
@@ -519,6 +521,8 @@ def app_server(
     env = stack.enter_context(backend(name, folder, args))
     if label == BASE:
         env = env | {"PYTHONPATH": str(args.baseline.resolve())}
+        if env.get("RUNPACK_BROKER_URL") == REDIS_URL:
+            env["RUNPACK_BROKER_URL"] = BASE_REDIS_URL
     url = stack.enter_context(
         uvicorn(
             ["--factory", "runpack_api.app:app_from_env"],

@@ -71,9 +71,9 @@ async def _whole_body(request: Request) -> bytes:
             return b"".join(chunks)
 
 
-async def read_model(request: Request, model: type[Model]) -> Model:
-    """The request's body as ``model``, read by the same rules FastAPI applies to the other
-    routes' bodies; errors are the ones FastAPI raises, so they are rendered alike."""
+async def read_json(request: Request) -> Any:
+    """The request's JSON body, read by the same rules FastAPI applies to the other routes'
+    bodies; errors are the ones FastAPI raises, so they are rendered alike."""
     body = await _whole_body(request)
     if not body:
         raise RequestValidationError(
@@ -95,6 +95,11 @@ async def read_model(request: Request, model: type[Model]) -> Model:
                 }
             ]
         ) from None
+    return document
+
+
+def validated(model: type[Model], document: Any) -> Model:
+    """A JSON body as ``model``; refused as FastAPI refuses a body its model does not take."""
     try:
         return model.model_validate(document)
     except ValidationError as exc:

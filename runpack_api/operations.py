@@ -8,13 +8,14 @@ database round trip. Every answer is a schema model, encoded once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from runner_plugins import InvalidParams
 from runpack_api import presenters
-from runpack_api.jsonbody import encode, raw_json_response
+from runpack_api.jsonbody import encode, raw_json_response, validated
 from runpack_api.runtime import Runtime
 from runpack_api.schemas import JobRequest
 from runpack_tasks.errors import InvalidRequest, JobNotFound
@@ -30,6 +31,21 @@ CacheKey = tuple[str, str]
 def _within_limits(runtime: Runtime, job: JobRequest) -> None:
     """Refuse parameters over the size limit (413) or nested too deeply (400)."""
     check_json("input_params", job.input_params, runtime.settings.max_input_bytes)
+
+
+def _kept_answer(runtime: Runtime, route: str, document: Any) -> bytes | None:
+    """This process's kept answer for a body shaped like a job, looked up before the body
+    is validated: only a valid job's answer is ever kept, and a job is its hash, so a hit
+    means the body would validate (extra fields are ignored either way)."""
+    if not isinstance(document, dict):
+        return None
+    job_type, params = document.get("job_type"), document.get("input_params")
+    if not isinstance(job_type, str) or not isinstance(params, dict):
+        return None
+    try:
+        return runtime.results.get((route, job_hash(job_type, params)))
+    except (ValueError, RecursionError):  # never kept; validation says why
+        return None
 
 
 def digest_of(runtime: Runtime, job: JobRequest) -> str:
@@ -84,14 +100,15 @@ def _kept(runtime: Runtime, key: CacheKey, job: JobRow, encoded: bytes) -> Respo
     return raw_json_response(encoded)
 
 
-async def submit(runtime: Runtime, job: JobRequest) -> Response:
+async def submit(runtime: Runtime, document: Any) -> Response:
     """Create the job, or answer the existing one (with its result when completed); a failed
     or expired job is requeued. 201 when this call created it."""
+    if (cached := _kept_answer(runtime, "submit", document)) is not None:
+        runtime.metrics.submitted(document["job_type"], cache_hit=True)
+        return raw_json_response(cached)
+    job = validated(JobRequest, document)
     digest = digest_of(runtime, job)
     key = ("submit", digest)
-    if (cached := runtime.results.get(key)) is not None:
-        runtime.metrics.submitted(job.job_type, cache_hit=True)
-        return raw_json_response(cached)
     _within_limits(runtime, job)
     _validate_params(runtime, job)
     done = await run_in_threadpool(_store_submit, runtime, job, digest)
@@ -110,11 +127,12 @@ async def submit(runtime: Runtime, job: JobRequest) -> Response:
     return raw_json_response(answer, 201 if outcome.created else 200)
 
 
-async def check(runtime: Runtime, job: JobRequest) -> Response:
+async def check(runtime: Runtime, document: Any) -> Response:
     """Whether the job exists, with its result or error; never creates or requeues."""
-    key = ("check", digest_of(runtime, job))
-    if (cached := runtime.results.get(key)) is not None:
+    if (cached := _kept_answer(runtime, "check", document)) is not None:
         return raw_json_response(cached)
+    job = validated(JobRequest, document)
+    key = ("check", digest_of(runtime, job))
     _within_limits(runtime, job)
     stored = await run_in_threadpool(queries.job_by_hash, runtime.engine, key[1])
     answer = encode(presenters.checked(stored))

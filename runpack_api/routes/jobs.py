@@ -1,11 +1,11 @@
 """Client routes: submit a job, check for one, read its status.
 
 Each endpoint is the whole pipeline of its request, in this order: the gate (key, then
-rate limit), the body read by FastAPI's rules into ``JobRequest``, then ``operations``,
-which answers from the ResultCache or the store. The endpoints take the raw request and
-plain path parameters, and depend on nothing FastAPI would resolve, so that the
-``DirectRoutes`` stage (``direct.py``) can call them as they are; ``/docs`` still shows
-every body from the schema models.
+rate limit), the JSON body read by FastAPI's rules, then ``operations``, which answers
+from the ResultCache or validates the body as ``JobRequest`` and answers from the store.
+The endpoints take the raw request and plain path parameters, and depend on nothing
+FastAPI would resolve, so that the ``DirectRoutes`` stage (``direct.py``) can call them as
+they are; ``/docs`` still shows every body from the schema models.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 
 from runpack_api import operations
 from runpack_api.deps import Role, gate
-from runpack_api.jsonbody import read_model
+from runpack_api.jsonbody import read_json
 from runpack_api.ratelimit import RateCategory
 from runpack_api.schemas import (
     CheckResponse,
@@ -55,14 +55,14 @@ async def submit_job(request: Request) -> Response:
     are validated by the job type's plugin when this API host has it installed.
     """
     runtime = await gate(request, SUBMITTER, RateCategory.SUBMIT)
-    return await operations.submit(runtime, await read_model(request, JobRequest))
+    return await operations.submit(runtime, await read_json(request))
 
 
 @router.post("/check", response_model=CheckResponse, responses=BODY_ERRORS, openapi_extra=JOB_BODY)
 async def check_job(request: Request) -> Response:
     """Whether this job exists, with its result or error; never creates or requeues."""
     runtime = await gate(request, SUBMITTER, RateCategory.SUBMIT)
-    return await operations.check(runtime, await read_model(request, JobRequest))
+    return await operations.check(runtime, await read_json(request))
 
 
 @router.get(

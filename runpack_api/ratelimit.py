@@ -6,13 +6,16 @@ must not take the API down with it.
 
 With Redis, an API process does not ask it on every request: it takes a lease of
 1/100 of the limit at once (one hit of that cost) and serves that many requests from
-memory until the lease runs out or its window ends. The total served never exceeds the
+memory until the lease runs out or its window ends. Requests of one client that find no
+lease wait for the one among them that fetches it, so a burst takes one lease at a time
+(and opens one Redis connection, not one per request). The total served never exceeds the
 limit; a client may be refused up to (lease - 1) requests early per API process that holds
 an unused lease. The default limits (10 to 1000 a minute) lease 1 to 10 requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -77,6 +80,8 @@ class RateLimits:
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._leasing = redis_url is not None
         self._leases: dict[tuple[RateCategory, str], _Lease] = {}
+        #: One lease fetch at a time per budget: the others wait, then draw from it.
+        self._fetching: dict[tuple[RateCategory, str], asyncio.Lock] = {}
 
     def _from_lease(self, key: tuple[RateCategory, str]) -> bool:
         lease = self._leases.get(key)
@@ -88,7 +93,7 @@ class RateLimits:
     async def _take(self, item: RateLimitItem, key: tuple[RateCategory, str]) -> bool:
         """Count this request in the store, leasing more when that pays."""
         category, identity = key
-        size = max(1, item.amount // LEASE_DIVISOR) if self._leasing else 1
+        size = self._lease_size(item)
         if size > 1 and await self._limiter.hit(item, category.value, identity, cost=size):
             if len(self._leases) >= MAX_LEASES:
                 now = time.monotonic()
@@ -97,6 +102,20 @@ class RateLimits:
             return True
         return bool(await self._limiter.hit(item, category.value, identity))
 
+    def _lease_size(self, item: RateLimitItem) -> int:
+        """How many requests one store hit covers for ``item``."""
+        return max(1, item.amount // LEASE_DIVISOR) if self._leasing else 1
+
+    async def _counted(self, item: RateLimitItem, key: tuple[RateCategory, str]) -> bool:
+        """Whether the store lets this request through; with leases, one fetch at a time
+        per budget, and a request that waited draws from the lease just fetched."""
+        if self._lease_size(item) == 1:
+            return await self._take(item, key)
+        if len(self._fetching) >= MAX_LEASES:  # keep only the locks in use
+            self._fetching = {k: v for k, v in self._fetching.items() if v.locked()}
+        async with self._fetching.setdefault(key, asyncio.Lock()):
+            return self._from_lease(key) or await self._take(item, key)
+
     async def hit(self, category: RateCategory, identity: str) -> None:
         """Count one request; raise RateLimited (with Retry-After) when over budget."""
         item = self._items[category]
@@ -104,7 +123,7 @@ class RateLimits:
         if self._from_lease(key):
             return
         try:
-            if await self._take(item, key):
+            if await self._counted(item, key):
                 return
             stats = await self._limiter.get_window_stats(item, category.value, identity)
         except Exception:  # storage down: let the request through

@@ -178,11 +178,6 @@ def test_leases_keep_processes_within_the_limit_with_few_redis_calls() -> None:
     assert 1000 - 2 * (lease - 1) <= allowed <= 1000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="requests that arrive together while no lease is held each take a whole lease, "
-    "and all but the last lease taken are forgotten",
-)
 def test_a_burst_of_first_requests_stays_within_the_limit() -> None:
     backend = postgres_backend()
     if backend is None:

@@ -9,7 +9,6 @@ must be equal (status, error text, and body with ids masked).
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,13 @@ from runpack_api.app import create_app
 from runpack_api.direct import DirectRoutes
 from runpack_tasks.settings import RunpackSettings
 from tests.support import Backend
+from tests.support.answers import masked
 from tests.support.direct_app import KEYS, settings_for
 
 JSON = {"Content-Type": "application/json"}
 JOB = b'{"job_type": "direct", "input_params": {"n": 1}}'
 #: The job each application submits at the end: its own, so both create it.
 OWN_JOB = '{{"job_type": "direct", "input_params": {{"app": "{}"}}}}'
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-STAMPS = {"created_at", "updated_at", "claimed_at", "completed_at", "started_at", "last_seen"}
 
 
 def without_stage(app: FastAPI) -> FastAPI:
@@ -40,25 +38,6 @@ def without_stage(app: FastAPI) -> FastAPI:
 
 def auth(role: str | None = "submit") -> dict[str, str]:
     return {} if role is None else {"Authorization": f"Bearer {KEYS[role]}"}
-
-
-def masked(answer: httpx.Response) -> tuple[int, Any]:
-    """Status and body, with ids and timestamps (which differ between two submits) masked."""
-
-    def mask(value: Any, key: str = "") -> Any:
-        if isinstance(value, dict):
-            return {k: mask(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [mask(v) for v in value]
-        if key in STAMPS and value is not None:
-            return "<time>"
-        return UUID.sub("<id>", value) if isinstance(value, str) else value
-
-    try:
-        body: Any = answer.json()
-    except ValueError:
-        body = answer.text
-    return answer.status_code, mask(body)
 
 
 #: (method, path, headers, body): the refusals first, so both apps see the same states.

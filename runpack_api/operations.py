@@ -28,34 +28,32 @@ from runpack_tasks.jobstore.payloads import check_json, refuse_nul
 CacheKey = tuple[str, str]
 
 
-def _within_limits(runtime: Runtime, job: JobRequest) -> None:
-    """Refuse parameters over the size limit (413) or nested too deeply (400)."""
-    check_json("input_params", job.input_params, runtime.settings.max_input_bytes)
-
-
-def _kept_answer(runtime: Runtime, route: str, document: Any) -> bytes | None:
-    """This process's kept answer for a body shaped like a job, looked up before the body
-    is validated: only a valid job's answer is ever kept, and a job is its hash, so a hit
-    means the body would validate (extra fields are ignored either way)."""
+def _shaped_digest(document: Any) -> str | None:
+    """The hash of a body shaped like a job (a string type, an object of parameters), to
+    look its answer up before the body is validated; None for any other body, or one that
+    cannot be hashed (validation and the limits then say why). Only a valid job's answer is
+    ever kept, and a job is its hash, so a hit means the body would validate."""
     if not isinstance(document, dict):
         return None
     job_type, params = document.get("job_type"), document.get("input_params")
     if not isinstance(job_type, str) or not isinstance(params, dict):
         return None
     try:
-        return runtime.results.get((route, job_hash(job_type, params)))
-    except (ValueError, RecursionError):  # never kept; validation says why
+        return job_hash(job_type, params)
+    except (ValueError, RecursionError):
         return None
 
 
-def digest_of(runtime: Runtime, job: JobRequest) -> str:
-    """The job's hash. The limits are checked by the caller on a cache miss only: a job
-    whose answer this process keeps passed them here, under the same settings."""
-    try:
-        return job_hash(job.job_type, job.input_params)
-    except (ValueError, RecursionError) as exc:
-        _within_limits(runtime, job)  # a limit's refusal first, as for any other job
-        raise InvalidRequest(f"input_params {exc}") from None
+def _job(runtime: Runtime, document: Any, digest: str | None) -> tuple[JobRequest, str]:
+    """A body that missed the cache, validated and within the limits, and its hash."""
+    job = validated(JobRequest, document)
+    check_json("input_params", job.input_params, runtime.settings.max_input_bytes)
+    if digest is None:
+        try:
+            digest = job_hash(job.job_type, job.input_params)
+        except ValueError as exc:
+            raise InvalidRequest(f"input_params {exc}") from None
+    return job, digest
 
 
 def _validate_params(runtime: Runtime, job: JobRequest) -> None:
@@ -103,13 +101,12 @@ def _kept(runtime: Runtime, key: CacheKey, job: JobRow, encoded: bytes) -> Respo
 async def submit(runtime: Runtime, document: Any) -> Response:
     """Create the job, or answer the existing one (with its result when completed); a failed
     or expired job is requeued. 201 when this call created it."""
-    if (cached := _kept_answer(runtime, "submit", document)) is not None:
+    digest = _shaped_digest(document)
+    if digest is not None and (cached := runtime.results.get(("submit", digest))) is not None:
         runtime.metrics.submitted(document["job_type"], cache_hit=True)
         return raw_json_response(cached)
-    job = validated(JobRequest, document)
-    digest = digest_of(runtime, job)
+    job, digest = _job(runtime, document, digest)
     key = ("submit", digest)
-    _within_limits(runtime, job)
     _validate_params(runtime, job)
     done = await run_in_threadpool(_store_submit, runtime, job, digest)
     outcome, publishing, stored = done.outcome, done.publishing, done.outcome.job
@@ -129,11 +126,10 @@ async def submit(runtime: Runtime, document: Any) -> Response:
 
 async def check(runtime: Runtime, document: Any) -> Response:
     """Whether the job exists, with its result or error; never creates or requeues."""
-    if (cached := _kept_answer(runtime, "check", document)) is not None:
+    digest = _shaped_digest(document)
+    if digest is not None and (cached := runtime.results.get(("check", digest))) is not None:
         return raw_json_response(cached)
-    job = validated(JobRequest, document)
-    key = ("check", digest_of(runtime, job))
-    _within_limits(runtime, job)
+    key = ("check", _job(runtime, document, digest)[1])
     stored = await run_in_threadpool(queries.job_by_hash, runtime.engine, key[1])
     answer = encode(presenters.checked(stored))
     return raw_json_response(answer) if stored is None else _kept(runtime, key, stored, answer)

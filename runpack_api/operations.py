@@ -79,7 +79,8 @@ class Stored:
 
 def _store_submit(runtime: Runtime, job: JobRequest, digest: str) -> Stored:
     """Submit, announcing the message in the same write when a Celery worker serves the type."""
-    publishing = job.job_type in runtime.publisher.served_types()
+    served = runtime.publisher.served.get()
+    publishing = job.job_type in served.celery
     outcome = lifecycle.submit(
         runtime.engine, job.job_type, job.input_params, digest, publishing=publishing
     )
@@ -87,7 +88,7 @@ def _store_submit(runtime: Runtime, job: JobRequest, digest: str) -> Stored:
     return Stored(
         outcome,
         publishing and outcome.needs_publish,
-        served=job.job_type in runtime.served if pending else None,
+        served=job.job_type in served.any if pending else None,
     )
 
 

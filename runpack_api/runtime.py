@@ -12,7 +12,6 @@ from runner_plugins import Plugin, installed_plugins
 from runpack_api.metrics import Metrics
 from runpack_api.ratelimit import RateLimits
 from runpack_api.result_cache import ResultCache
-from runpack_api.served import ServedTypes
 from runpack_tasks.celery_app import make_celery
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.publisher import Publisher
@@ -49,8 +48,6 @@ class Runtime:
     metrics: Metrics
     #: The plugins installed here; their parameter validation runs at submit.
     plugins: dict[str, Plugin]
-    #: The job types an active runner or Celery worker serves (cached for a moment).
-    served: ServedTypes
     pending: PendingSignal = field(default_factory=PendingSignal)
 
     @classmethod
@@ -65,7 +62,6 @@ class Runtime:
             publisher=Publisher(make_celery(settings), engine, settings.runner_active_s),
             metrics=Metrics(engine),
             plugins=installed_plugins(),
-            served=ServedTypes(engine, settings.runner_active_s),
         )
 
     def close(self) -> None:

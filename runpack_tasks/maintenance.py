@@ -101,7 +101,7 @@ def maintain(
         engine, heartbeat_timeout_s=settings.heartbeat_timeout_s, max_attempts=settings.max_attempts
     )
     report = MaintenanceReport(requeued=reaped.requeued, failed=reaped.failed)
-    for job_type in sorted(publisher.served_types()):
+    for job_type in sorted(publisher.served.get().celery):
         ids = _needing_messages(engine, app, job_type)
         report.published += publisher.publish([(job_id, job_type) for job_id in ids])
     if report.requeued or report.failed or report.published:

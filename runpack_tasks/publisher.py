@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from queue import SimpleQueue
 from typing import Any
 
-import sqlalchemy as sa
 from celery import Celery
 from kombu.entity import Exchange, Queue
 from sqlalchemy import Engine
 
-from runpack_tasks.jobstore import lifecycle, runners
-from runpack_tasks.jobstore.models import RUNNERS, RunnerKind, now_ms
+from runpack_tasks.jobstore import lifecycle
 from runpack_tasks.routing import queue_for
+from runpack_tasks.served import ServedTypes
 from runpack_tasks.tasks import EXECUTE_TASK
 
 log = logging.getLogger(__name__)
@@ -29,20 +27,6 @@ log = logging.getLogger(__name__)
 DEFAULT_EXCHANGE = Exchange("")
 #: At most this many announced messages per producer checkout.
 MAX_BATCH = 100
-#: How long the set of types live Celery workers serve is reused before it is read again.
-LIVE_TYPES_TTL_S = 2.0
-
-
-def live_celery_types(engine: Engine, active_s: float) -> set[str]:
-    """Job types served by a Celery worker seen within ``active_s`` seconds."""
-    cutoff = now_ms() - int(active_s * 1000)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(RUNNERS.c.capabilities).where(
-                RUNNERS.c.kind == RunnerKind.CELERY.value, runners.active_since(cutoff)
-            )
-        ).all()
-    return {job_type for (capabilities,) in rows for job_type in capabilities}
 
 
 class Publisher:
@@ -57,21 +41,11 @@ class Publisher:
         self._engine = engine
         self._active_s = active_s
         self._lock = threading.Lock()
-        self._live: tuple[float, set[str]] = (0.0, set())
+        #: Which types Celery workers (and runners) serve now, read for a moment at a time.
+        self.served = ServedTypes(engine, active_s)
         self._queues: dict[str, Queue] = {}
         self._outbox: SimpleQueue[tuple[str, str] | None] = SimpleQueue()
         self._sender: threading.Thread | None = None
-
-    def served_types(self) -> set[str]:
-        """Types some live Celery worker consumes (cached for a moment)."""
-        with self._lock:
-            read_at, types = self._live
-            if time.monotonic() - read_at < LIVE_TYPES_TTL_S:
-                return types
-        types = live_celery_types(self._engine, self._active_s)
-        with self._lock:
-            self._live = (time.monotonic(), types)
-        return types
 
     def _queue(self, job_type: str) -> Queue:
         queue = self._queues.get(job_type)
@@ -119,7 +93,7 @@ class Publisher:
 
     def publish_if_served(self, job_id: str, job_type: str) -> bool:
         """Publish a job that just became pending, if a Celery worker serves its type."""
-        if job_type not in self.served_types():
+        if job_type not in self.served.get().celery:
             return False
         return bool(self.publish([(job_id, job_type)]))
 

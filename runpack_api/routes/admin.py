@@ -127,9 +127,11 @@ async def stats(runtime: AdminRate) -> Any:
 @router.get("/job-types", response_model=JobTypeList, dependencies=[AdminReadKey])
 async def job_types(runtime: AdminRate) -> Any:
     """Plugins installed on this API host, and types an active runner serves."""
-    served = await run_in_threadpool(
-        queries.job_types_served, runtime.engine, runtime.settings.runner_active_s
-    )
+    served = (
+        await run_in_threadpool(
+            queries.job_types_served, runtime.engine, runtime.settings.runner_active_s
+        )
+    ).any
     known = [
         JobTypeInfo(
             name=name,

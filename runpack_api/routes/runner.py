@@ -58,7 +58,7 @@ async def register_runner(body: RegisterRequest, runtime: RuntimeDep) -> Any:
     runner_id = await run_in_threadpool(
         runners.register, runtime.engine, body.name, body.capabilities
     )
-    runtime.served.forget()
+    runtime.publisher.served.forget()
     return RegisterResponse(runner_id=runner_id, message=f"Runner {body.name} registered")
 
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.engine import Row
 
-from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobRow, JobStatus, now_ms
+from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobRow, JobStatus, RunnerKind, now_ms
 from runpack_tasks.jobstore.runners import active_since
 from runpack_tasks.jobstore.statements import Statement
 
@@ -247,9 +247,23 @@ def running_jobs_by_runner(engine: Engine, runner_ids: list[str]) -> dict[str, s
     return {claimed_by: job_id for claimed_by, job_id in rows}
 
 
-def job_types_served(engine: Engine, active_s: float) -> set[str]:
-    """Job types some active runner (HTTP or Celery) serves."""
+@dataclass(frozen=True)
+class Served:
+    """The job types active runners serve: by any runner, and by Celery workers."""
+
+    any: frozenset[str]
+    celery: frozenset[str]
+
+
+def job_types_served(engine: Engine, active_s: float) -> Served:
+    """Job types some runner seen within ``active_s`` seconds serves (one query)."""
     cutoff = now_ms() - int(active_s * 1000)
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(RUNNERS.c.capabilities).where(active_since(cutoff))).all()
-    return {job_type for (capabilities,) in rows for job_type in capabilities}
+        rows = conn.execute(
+            sa.select(RUNNERS.c.kind, RUNNERS.c.capabilities).where(active_since(cutoff))
+        ).all()
+    celery = RunnerKind.CELERY.value
+    return Served(
+        any=frozenset(t for _, capabilities in rows for t in capabilities),
+        celery=frozenset(t for kind, capabilities in rows if kind == celery for t in capabilities),
+    )

@@ -59,6 +59,8 @@ BACKOFF_MAX_S = 30.0
 NOT_OURS = (404, 409)
 #: Answers refusing a result as invalid or too large.
 REFUSED = (400, 413)
+#: The reports whose console output can be left out when the server finds them too large.
+Report = CompleteRequest | ErrorRequest
 
 
 class ReleaseRequested(BaseException):
@@ -303,26 +305,27 @@ class HttpRunner:
                 log.error("job %s: heartbeat refused, sending bare ones: %s", job_id, reason)
                 refused_before = True
 
-        def send(current: float | None, total: float | None, console: str) -> bool:
+        def full(current: float | None, total: float | None, console: str) -> httpx.Response:
+            """The heartbeat with progress and console, or a bare one if it is refused."""
             try:
-                body: bytes | None = encode(
-                    HeartbeatRequest(
-                        progress_current=current, progress_total=total, console_output=console
-                    )
+                request = HeartbeatRequest(
+                    progress_current=current, progress_total=total, console_output=console
                 )
             except ValueError as exc:
                 note_refusal(str(exc))
-                body = None
-            if body is not None:
-                answer = self._request("POST", route, body=body, retry=False)
-                if 400 <= answer.status_code < 500 and answer.status_code not in (
-                    *NOT_OURS,
-                    429,
-                ):
-                    note_refusal(f"HTTP {answer.status_code} {server_error(answer)}")
-                    body = None
-            if body is None:
-                answer = self._request("POST", route, body=encode(HeartbeatRequest()), retry=False)
+                return bare()
+            answer = self._request("POST", route, body=encode(request), retry=False)
+            if 400 <= answer.status_code < 500 and answer.status_code not in (*NOT_OURS, 429):
+                note_refusal(f"HTTP {answer.status_code} {server_error(answer)}")
+                return bare()
+            return answer
+
+        def bare() -> httpx.Response:
+            return self._request("POST", route, body=encode(HeartbeatRequest()), retry=False)
+
+        def send(current: float | None, total: float | None, console: str) -> bool:
+            # once refused, a full heartbeat would be refused again: bare ones from then on
+            answer = bare() if refused_before else full(current, total, console)
             if is_retryable(answer.status_code):
                 raise RuntimeError(f"heartbeat answered {answer.status_code}")
             if current is not None:
@@ -341,37 +344,40 @@ class HttpRunner:
         )
         return run_plugin(get_plugin(job["job_type"]), job["input_params"], context)
 
-    def _post_report(self, job_id: str, route: str, body: bytes) -> httpx.Response:
-        """Send a report until the server's final answer; a refusal is logged once."""
-        answer = self._request("POST", f"/api/runner/jobs/{job_id}/{route}", body=body)
+    def _post_report(
+        self, job_id: str, route: str, request: Report, body: bytes | None = None
+    ) -> httpx.Response:
+        """Send a report (``body``: ``request`` already encoded) until the server's final
+        answer, logged once when it is a refusal. A report refused as too large is sent once
+        more without its console output (the server's console limit may be smaller than
+        this runner's)."""
+        path = f"/api/runner/jobs/{job_id}/{route}"
+        answer = self._request("POST", path, body=body or encode(request))
+        if answer.status_code == 413 and request.console_output is not None:
+            bare = request.model_copy(update={"console_output": None})
+            answer = self._request("POST", path, body=encode(bare))
         if answer.status_code != 200:
             self._log_final(job_id, route, answer)
         return answer
 
     def _fail(self, job_id: str, message: str, console: str | None) -> None:
-        """Report the job failed with ``message`` (cut to the error limit).
-
-        If the server refuses it as too large, it is sent once more without the console
-        output (the server's console limit may be smaller than this runner's).
-        """
+        """Report the job failed with ``message`` (cut to the error limit)."""
         error = self.config.limits.error_text(message)
-        answer = self._post_report(
-            job_id, "error", encode(ErrorRequest(error_message=error, console_output=console))
-        )
-        if answer.status_code == 413 and console is not None:
-            answer = self._post_report(job_id, "error", encode(ErrorRequest(error_message=error)))
-        if answer.status_code == 200:
+        request = ErrorRequest(error_message=error, console_output=console)
+        if self._post_report(job_id, "error", request).status_code == 200:
             log.info("failed %s: %s", job_id, error)
 
-    def _complete_body(self, outcome: JobOutcome) -> tuple[bytes | None, str | None]:
-        """The complete request's body, or why the output cannot be sent."""
+    def _complete_body(
+        self, outcome: JobOutcome
+    ) -> tuple[CompleteRequest, bytes] | tuple[None, str]:
+        """The complete request and its body, or why the output cannot be sent."""
         output = outcome.output_data if outcome.output_data is not None else {}
         failure = self.config.limits.output_failure(output)
         if failure is not None:
             return None, failure
         try:
             request = CompleteRequest(output_data=output, console_output=outcome.console_output)
-            return encode(request), None
+            return request, encode(request)
         except (ValueError, TypeError) as exc:
             return None, f"the output cannot be sent as JSON: {exc}"
 
@@ -388,11 +394,11 @@ class HttpRunner:
         if outcome.error_message is not None:
             self._fail(job_id, outcome.error_message, console)
             return
-        body, failure = self._complete_body(outcome)
-        if body is None:
-            self._fail(job_id, failure or "the output cannot be sent", console)
+        request, sent = self._complete_body(outcome)
+        if request is None or isinstance(sent, str):
+            self._fail(job_id, str(sent), console)
             return
-        answer = self._post_report(job_id, "complete", body)
+        answer = self._post_report(job_id, "complete", request, sent)
         if answer.status_code == 200:
             log.info("completed %s", job_id)
         elif answer.status_code in REFUSED:

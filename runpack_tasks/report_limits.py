@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from runpack_tasks.jobstore.payloads import storable
+from runpack_tasks.errors import InvalidRequest, PayloadTooLarge
+from runpack_tasks.jobstore.payloads import check_json, storable
 from runpack_tasks.settings import RunpackSettings
 
 
@@ -51,16 +50,16 @@ def tail_console(text: str, max_bytes: int) -> str:
 def output_failure(output: dict[str, Any], max_bytes: int) -> str | None:
     """Why ``output`` is over the limit, or None when it is within it.
 
-    Only the size is judged: an output that cannot be encoded as JSON at all (an integer
-    beyond 64 bits, a lone surrogate) has no size here and is left to the job store's
-    validation (``payloads.check_json``), which refuses it.
+    Only the size is judged (by the API's own rule, ``payloads.check_json``): an output
+    nested too deeply or that cannot be encoded as JSON at all (an integer beyond 64 bits)
+    is left to that check where the result is stored, which refuses it.
     """
     try:
-        size = len(orjson.dumps(output))
-    except TypeError:
+        check_json("output", output, max_bytes)
+    except PayloadTooLarge as exc:
+        return f"{exc.message} (RUNPACK_MAX_OUTPUT_BYTES)"
+    except InvalidRequest:
         return None
-    if size > max_bytes:
-        return f"output is {size} bytes, over the limit of {max_bytes} (RUNPACK_MAX_OUTPUT_BYTES)"
     return None
 
 
@@ -84,10 +83,6 @@ class ReportLimits:
     def error_text(self, message: str) -> str:
         """The error as it is reported: storable, cut to the error limit with a marker."""
         return truncate_error(message, self.max_error_bytes)
-
-    def console_text(self, text: str) -> str:
-        """The console output as it is reported: its most recent part within the limit."""
-        return tail_console(text, self.max_console_bytes)
 
     def output_failure(self, output: dict[str, Any]) -> str | None:
         """Why the output is over the output limit, or None."""

@@ -7,6 +7,7 @@ import logging
 from celery import Task, shared_task
 
 from runner_plugins import get_plugin
+from runpack_tasks.errors import PayloadTooLarge
 from runpack_tasks.execute import RunContext, run_plugin
 from runpack_tasks.jobstore import lifecycle
 from runpack_tasks.jobstore.payloads import check_json
@@ -61,8 +62,7 @@ def execute(self: Task, job_id: str, job_type: str | None = None) -> None:
     if run.outcome.error_message is not None:
         raise JobFailed(run.outcome.error_message)
     output = run.outcome.output_data or {}
-    failure = state.limits.output_failure(output)
-    if failure is not None:
-        raise JobFailed(failure)
-    # what the API refuses a runner's output for (400): too deep, or not encodable as JSON
-    check_json("output_data", output, state.limits.max_output_bytes)
+    try:  # what the API refuses a runner's output for: too large, too deep, not JSON
+        check_json("output_data", output, state.limits.max_output_bytes)
+    except PayloadTooLarge:
+        raise JobFailed(str(state.limits.output_failure(output))) from None

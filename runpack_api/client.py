@@ -75,6 +75,14 @@ def not_runpack(response: httpx.Response) -> str:
     )
 
 
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The server's Retry-After in seconds, when it gives one as a number."""
+    try:
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
 class RunpackAPIError(Exception):
     """Raised for every error answer; carries the status code and the server's message."""
 
@@ -133,12 +141,7 @@ class RunpackClient:
         if response.is_error:
             if not isinstance(body, dict) or "error" not in body:
                 raise RunpackConnectionError(self._url, not_runpack(response))
-            retry_after = response.headers.get("Retry-After")
-            raise RunpackAPIError(
-                response.status_code,
-                str(body["error"]),
-                float(retry_after) if retry_after else None,
-            )
+            raise RunpackAPIError(response.status_code, str(body["error"]), retry_after_s(response))
         try:
             return model.model_validate(body)
         except ValidationError:

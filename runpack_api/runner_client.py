@@ -40,7 +40,7 @@ import httpx
 from pydantic import BaseModel
 
 from runner_plugins import get_plugin
-from runpack_api.client import not_runpack
+from runpack_api.client import not_runpack, retry_after_s
 from runpack_api.schemas import CompleteRequest, ErrorRequest, HeartbeatRequest, RegisterRequest
 from runpack_tasks.execute import JobOutcome, RunContext, run_plugin
 from runpack_tasks.report_limits import ReportLimits
@@ -109,14 +109,6 @@ class Backoff:
 def is_retryable(status_code: int) -> bool:
     """Whether an answer is worth sending the request again: 5xx and 429."""
     return status_code == 429 or status_code >= 500
-
-
-def retry_after_s(response: httpx.Response) -> float | None:
-    """The server's Retry-After in seconds, when it gives one as a number."""
-    try:
-        return max(0.0, float(response.headers["Retry-After"]))
-    except (KeyError, ValueError):
-        return None
 
 
 def server_error(response: httpx.Response) -> str:

@@ -68,11 +68,10 @@ async def list_jobs(
 @router.get("/jobs/{job_id}", response_model=JobDetail, dependencies=[AdminReadKey])
 async def job_detail(job_id: PathId, runtime: AdminRate) -> Any:
     """Everything stored about one job."""
-    job = await run_in_threadpool(queries.job_by_id, runtime.engine, job_id)
-    if job is None:
+    found = await run_in_threadpool(queries.job_with_runner_name, runtime.engine, job_id)
+    if found is None:
         raise JobNotFound(f"no job with id {job_id}")
-    name = await run_in_threadpool(queries.runner_name, runtime.engine, job.claimed_by)
-    return presenters.job_detail(job, name)
+    return presenters.job_detail(*found)
 
 
 @router.get("/runners", response_model=RunnerList, dependencies=[AdminReadKey])

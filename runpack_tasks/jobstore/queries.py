@@ -127,13 +127,14 @@ def runner_by_id(engine: Engine, runner_id: str) -> Row[Any] | None:
         return conn.execute(sa.select(RUNNERS).where(RUNNERS.c.id == runner_id)).first()
 
 
-def runner_name(engine: Engine, runner_id: str | None) -> str | None:
-    """The name of the runner with this id; None when there is no such runner."""
-    if runner_id is None:
-        return None
+def job_with_runner_name(engine: Engine, job_id: str) -> tuple[JobRow, str | None] | None:
+    """The job with this id and its claiming runner's name (as in listings), or None."""
+    select = sa.select(JOBS, RUNNERS.c.name).select_from(
+        JOBS.outerjoin(RUNNERS, RUNNERS.c.id == JOBS.c.claimed_by)
+    )
     with engine.connect() as conn:
-        name = conn.execute(sa.select(RUNNERS.c.name).where(RUNNERS.c.id == runner_id))
-        return name.scalar_one_or_none()
+        row = conn.execute(select.where(JOBS.c.id == job_id)).first()
+    return None if row is None else (JobRow._make(row[:-1]), row[-1])
 
 
 def list_runners(engine: Engine, *, limit: int = 100, offset: int = 0) -> Page:

@@ -40,9 +40,9 @@ TypesOption = Annotated[
 
 
 def _serve_api(host: str, port: int, workers: int, access_log: bool = True) -> None:
+    """uvicorn serving the API; the caller has opened (and migrated) the database."""
     import uvicorn
 
-    open_database(load_settings(), migrate=True)
     uvicorn.run(
         "runpack_api.app:app_from_env",
         factory=True,
@@ -120,6 +120,7 @@ def api(
     ] = True,
 ) -> None:
     """Serve the HTTP API (migrates the database first)."""
+    open_database(load_settings(), migrate=True)
     _serve_api(host, port, workers, access_log)
 
 

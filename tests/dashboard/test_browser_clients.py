@@ -17,10 +17,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.support import EMBEDDED, IN_CI, Cluster, running_cluster
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.support import EMBEDDED, Cluster, running_cluster
+from tests.support.browser import launched_chromium
 
 #: A page that submits a job, follows it and reads the stats (index.html + client.js).
 PAGE_DIR = Path(__file__).parent / "cross_origin_page"
@@ -73,16 +71,8 @@ def cluster(sites: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail("chromium is not installed; .ci/run installs it")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, LOOPBACK_ONLY]
-        )
+    with launched_chromium(LOOPBACK_ONLY) as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

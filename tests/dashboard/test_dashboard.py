@@ -13,10 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import EMBEDDED, IN_CI, Cluster, running_cluster
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.support import EMBEDDED, Cluster, running_cluster
+from tests.support.browser import launched_chromium
 
 DOC_SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
 UPDATE_SCREENSHOTS = os.environ.get("RUNPACK_UPDATE_SCREENSHOTS") == "1"
@@ -38,14 +36,8 @@ def cluster(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail("chromium is not installed; .ci/run installs it")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

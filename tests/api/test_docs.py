@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from runpack_api.app import create_app
-from tests.support import EMBEDDED
-from tests.support.direct_app import settings_for
+from tests.support.inprocess import InProcessServer
 
 #: Where a page loads a script, a style or an icon from.
 ASSET_URL = re.compile(r'(?:src|href)="([^"]+)"')
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    tmp: Path = tmp_path_factory.mktemp("docs")
-    with (
-        EMBEDDED.fresh_database(tmp) as url,
-        TestClient(create_app(settings_for(url, EMBEDDED, tmp))) as client,
-    ):
+@pytest.fixture
+def client(server: InProcessServer) -> Iterator[httpx.Client]:
+    """A client of the in-process app, with no key (these pages need none)."""
+    with server.client(None) as client:
         yield client
 
 
-def test_docs_load_everything_from_the_api(client: TestClient) -> None:
+def test_docs_load_everything_from_the_api(client: httpx.Client) -> None:
     # Given the /docs page
     page = client.get("/docs")
     assert page.status_code == 200
@@ -40,5 +34,5 @@ def test_docs_load_everything_from_the_api(client: TestClient) -> None:
         assert client.get(url).status_code == 200, url
 
 
-def test_redoc_is_not_served(client: TestClient) -> None:
+def test_redoc_is_not_served(client: httpx.Client) -> None:
     assert client.get("/redoc").status_code == 404

@@ -4,33 +4,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from runpack_api.app import create_app
 from runpack_api.dashboard.views import PAGES
-from tests.support import EMBEDDED
-from tests.support.direct_app import KEYS, settings_for
+from tests.support.inprocess import InProcessServer
 
 #: An attribute such as onclick= or onerror=, which a CSP without 'unsafe-inline' blocks.
 INLINE_HANDLER = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
 DASHBOARD_PATHS = [*PAGES, "/jobs/some-job", "/runners/some-runner", "/static/app.js"]
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    tmp: Path = tmp_path_factory.mktemp("headers")
-    with (
-        EMBEDDED.fresh_database(tmp) as url,
-        TestClient(create_app(settings_for(url, EMBEDDED, tmp))) as client,
-    ):
+@pytest.fixture
+def client(server: InProcessServer) -> Iterator[httpx.Client]:
+    """A client of the in-process app, with no key (these pages need none)."""
+    with server.client(None) as client:
         yield client
 
 
 @pytest.mark.parametrize("path", DASHBOARD_PATHS)
-def test_a_dashboard_answer_carries_the_security_headers(client: TestClient, path: str) -> None:
+def test_a_dashboard_answer_carries_the_security_headers(client: httpx.Client, path: str) -> None:
     answer = client.get(path)
 
     assert answer.status_code == 200
@@ -46,14 +40,14 @@ def test_a_dashboard_answer_carries_the_security_headers(client: TestClient, pat
     assert answer.headers["referrer-policy"] == "no-referrer"
 
 
-def test_dashboard_pages_hold_no_inline_script_or_style(client: TestClient) -> None:
+def test_dashboard_pages_hold_no_inline_script_or_style(client: httpx.Client) -> None:
     for path in DASHBOARD_PATHS[:-1]:
         page = client.get(path).text
         assert "<script>" not in page and "<style" not in page and " style=" not in page, path
         assert not INLINE_HANDLER.search(page), path
 
 
-def test_api_answers_are_not_dashboard_pages(client: TestClient) -> None:
-    headers = {"Authorization": f"Bearer {KEYS['admin']}"}
+def test_api_answers_are_not_dashboard_pages(client: httpx.Client, server: InProcessServer) -> None:
+    headers = server.headers("admin")
     for path in ("/api/admin/stats", "/health"):
         assert "content-security-policy" not in client.get(path, headers=headers).headers

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -119,6 +119,11 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(StoreCollector(engine))
+        self.long_polls = Gauge(
+            "runpack_long_polls_waiting",
+            "Runner long polls waiting for a job in this API process",
+            registry=self.registry,
+        )
 
     def submitted(self, job_type: str, cache_hit: bool) -> None:
         """Count one submission."""

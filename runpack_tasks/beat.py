@@ -15,6 +15,7 @@ from runpack_tasks.celery_app import MAINTAIN_TASK
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.maintenance import maintain
 from runpack_tasks.publisher import Publisher
+from runpack_tasks.wakeups import wakeups_for
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class RunpackScheduler(Scheduler):
         settings = self.app.runpack_settings
         self._engine = create_db_engine(settings.database_url, pool_size=2)
         self._publisher = Publisher(self.app, self._engine, settings.runner_active_s)
+        self._wakeups = wakeups_for(settings)
 
     def apply_async(
         self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
@@ -36,7 +38,9 @@ class RunpackScheduler(Scheduler):
         if advance:
             entry = self.reserve(entry)
         try:
-            maintain(self.app.runpack_settings, self._engine, self.app, self._publisher)
+            report = maintain(self.app.runpack_settings, self._engine, self.app, self._publisher)
+            if report.requeued:  # wake the long-polling runners of every API process
+                self._wakeups.publish(None, 0)
         except Exception:  # one failed round must not stop beat; the next one retries
             log.exception("maintenance round failed")
         return None

@@ -83,6 +83,20 @@ def available_jobs(
         return list(conn.execute(statement).all())
 
 
+def pending_types(engine: Engine, job_types: list[str]) -> list[str]:
+    """Those of ``job_types`` with at least one pending job (one index probe per type)."""
+    if not job_types:
+        return []
+    probes = [
+        sa.select(sa.literal(job_type, sa.String).label("job_type")).where(
+            sa.exists().where(JOBS.c.status == JobStatus.PENDING.value, JOBS.c.job_type == job_type)
+        )
+        for job_type in job_types
+    ]
+    with engine.connect() as conn:
+        return list(conn.execute(sa.union_all(*probes)).scalars().all())
+
+
 def list_jobs(
     engine: Engine,
     *,

@@ -9,6 +9,8 @@ waiters read the table; the others keep waiting and cost no query.
 Announcements can be lost (a listener reconnecting, a path that made a job pending without
 announcing it), so one safety-net task per process looks every ``wakeup_poll_s`` for
 pending jobs of the types its waiters ask for, in one query, and wakes those waiters.
+What it finds empty stays known empty until the next wake-up of any kind: a runner that
+starts a new long poll for those types meanwhile waits without reading the table.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -46,13 +49,17 @@ class Watch:
 class PendingSignal:
     """The long polls of one API process waiting for pending jobs, and what wakes them."""
 
-    def __init__(self, wakeups: Wakeups | None = None, poll_s: float = 2.0) -> None:
+    def __init__(self, wakeups: Wakeups | None = None, poll_s: float = 5.0) -> None:
         self.wakeups = wakeups or Wakeups()
         self._poll_s = poll_s
         #: Waiting long polls (oldest first) and the job types each asks for.
         self._waiters: dict[asyncio.Future[None], frozenset[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._safety_net: asyncio.Task[None] | None = None
+        #: Counts wake-ups of any kind: a reading of the table taken while it changed is stale.
+        self._epoch = 0
+        #: The last safety-net reading with nothing pending: (epoch, when, its job types).
+        self._quiet: tuple[int, float, frozenset[str]] | None = None
 
     def start(self, engine: Engine) -> None:
         """Listen to the other processes and start the safety-net poll (on the running loop)."""
@@ -74,6 +81,7 @@ class PendingSignal:
     def wake(self, job_type: str | None, count: int = 1) -> int:
         """Wake up to ``count`` waiters (0: all) asking for ``job_type`` (None: any), oldest
         first; returns how many were woken."""
+        self._epoch += 1
         woken = 0
         for future, job_types in list(self._waiters.items()):
             if count and woken >= count:
@@ -89,6 +97,19 @@ class PendingSignal:
     def waiting(self) -> int:
         """How many long polls are waiting here."""
         return len(self._waiters)
+
+    def known_empty(self, job_types: list[str]) -> bool:
+        """Whether none of ``job_types`` can have a pending job: the last safety-net reading
+        (less than two rounds old) found none, and no wake-up came since. A new long poll
+        then starts waiting without reading the table."""
+        if self._quiet is None:
+            return False
+        epoch, read_at, empty = self._quiet
+        return (
+            epoch == self._epoch
+            and time.monotonic() - read_at < 2 * self._poll_s
+            and empty.issuperset(job_types)
+        )
 
     @contextlib.contextmanager
     def watching(self, job_types: list[str]) -> Iterator[Watch]:
@@ -107,11 +128,14 @@ class PendingSignal:
             asked = sorted(set().union(*self._waiters.values()))
             if not asked:
                 continue
+            epoch = self._epoch
             try:
                 pending = await run_in_threadpool(queries.pending_types, engine, asked)
             except Exception as exc:  # the database may come back; the next round retries
+                self._quiet = None
                 log.warning("safety-net poll for pending jobs failed: %s", exc)
                 continue
+            self._quiet = (epoch, time.monotonic(), frozenset(asked) - set(pending))
             for job_type in pending:
                 self.wake(job_type, 0)
 

@@ -80,7 +80,7 @@ class RunpackSettings(BaseSettings):
     result_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     #: How often each API process looks for pending jobs its waiting long polls may have
     #: missed (a lost wake-up); one query per process, only while long polls wait.
-    wakeup_poll_s: float = Field(2, gt=0)
+    wakeup_poll_s: float = Field(5, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -92,7 +92,10 @@ async def available_jobs(
     while True:
         # the table is read again only when woken: a waiting poll costs no query
         with runtime.pending.watching(job_types) as woken:
-            jobs = await run_in_threadpool(queries.available_jobs, runtime.engine, job_types)
+            if wait and runtime.pending.known_empty(job_types):
+                jobs = []
+            else:
+                jobs = await run_in_threadpool(queries.available_jobs, runtime.engine, job_types)
             remaining = deadline - time.monotonic()
             if jobs or remaining <= 0 or not await woken.wait(remaining):
                 break

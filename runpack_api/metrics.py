@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from runpack_api.counts import TableCounts
 from runpack_tasks.jobstore import queries
 from runpack_tasks.jobstore.models import JobStatus
 
@@ -47,8 +48,9 @@ class TypeLabels:
 class StoreCollector(Collector):
     """Metrics read from the jobs table."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, counts: TableCounts) -> None:
         self._engine = engine
+        self._counts = counts
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] = (0.0, [])
 
@@ -70,7 +72,7 @@ class StoreCollector(Collector):
         pending = GaugeMetricFamily(
             "runpack_queue_depth", "Jobs waiting to be claimed, by type", labels=["job_type"]
         )
-        for job_type, status, count in queries.counts_by_type(self._engine):
+        for (job_type, status), count in self._counts.get().items():
             if status == JobStatus.COMPLETED.value:
                 completed.add_metric([job_type], count)
             elif status == JobStatus.FAILED.value:
@@ -103,7 +105,7 @@ class StoreCollector(Collector):
 class Metrics:
     """One API process's registry."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, counts: TableCounts) -> None:
         self.registry = CollectorRegistry()
         self.type_label = TypeLabels()
         self.submissions = Counter(
@@ -118,7 +120,7 @@ class Metrics:
             ["job_type"],
             registry=self.registry,
         )
-        self.registry.register(StoreCollector(engine))
+        self.registry.register(StoreCollector(engine, counts))
         self.long_polls = Gauge(
             "runpack_long_polls_waiting",
             "Runner long polls waiting for a job in this API process",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from runner_plugins import Plugin, installed_plugins
+from runpack_api.counts import TableCounts
 from runpack_api.metrics import Metrics
 from runpack_api.pending import PendingSignal
 from runpack_api.ratelimit import RateLimits
@@ -32,12 +33,15 @@ class Runtime:
     plugins: dict[str, Plugin]
     #: Wakes this process's long-polling runners, and tells the other API processes.
     pending: PendingSignal
+    #: Jobs per type and state, read at most every RUNPACK_COUNTS_CACHE_S.
+    counts: TableCounts
 
     @classmethod
     def start(cls, settings: RunpackSettings) -> Runtime:
         """Build the runtime for ``settings`` (opens no connection yet)."""
         engine = create_db_engine(settings.database_url)
-        metrics = Metrics(engine)
+        counts = TableCounts(engine, settings.counts_cache_s)
+        metrics = Metrics(engine, counts)
         pending = PendingSignal(wakeups_for(settings), settings.wakeup_poll_s)
         metrics.long_polls.set_function(lambda: pending.waiting)
         return cls(
@@ -49,6 +53,7 @@ class Runtime:
             metrics=metrics,
             plugins=installed_plugins(),
             pending=pending,
+            counts=counts,
         )
 
     def close(self) -> None:

@@ -81,6 +81,9 @@ class RunpackSettings(BaseSettings):
     #: How often each API process looks for pending jobs its waiting long polls may have
     #: missed (a lost wake-up); one query per process, only while long polls wait.
     wakeup_poll_s: float = Field(5, gt=0)
+    #: How long an API process reuses its count of jobs per type and state (admin stats,
+    #: the job list's total, /metrics); 0 counts on every request.
+    counts_cache_s: float = Field(5, ge=0)
 
     @field_validator("database_url")
     @classmethod

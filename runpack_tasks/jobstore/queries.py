@@ -119,12 +119,8 @@ def list_jobs(
     listed = list(conditions)
     if before is not None:
         created_at, job_id = before
-        listed.append(
-            sa.or_(
-                JOBS.c.created_at < created_at,
-                sa.and_(JOBS.c.created_at == created_at, JOBS.c.id < job_id),
-            )
-        )
+        # the row comparison reads the created_at index from the cursor on
+        listed.append(sa.tuple_(JOBS.c.created_at, JOBS.c.id) < (created_at, job_id))
     with engine.connect() as conn:
         rows = conn.execute(
             _summaries()

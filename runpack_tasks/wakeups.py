@@ -13,7 +13,6 @@ its messages and ignores its own echo, since it already woke its own waiters.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import threading
@@ -169,10 +168,12 @@ class PostgresWakeups(Wakeups):
                 try:
                     proxy = self._connect()
                     deliver(None, 0)  # anything sent while not listening was missed
-                    with contextlib.closing(proxy):
+                    try:
                         while not self._closed.is_set():
                             for notify in proxy.driver_connection.notifies(timeout=1.0):
                                 self._deliver_raw(deliver, notify.payload)
+                    finally:
+                        proxy.invalidate()  # closed as is: a lost one cannot be reset
                 except Exception as exc:
                     log.warning("wake-up listener lost PostgreSQL: %s", exc)
                     time.sleep(RECONNECT_S)

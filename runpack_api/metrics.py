@@ -2,11 +2,13 @@
 state (completions, failures, queue depth, durations, heartbeat lag) read at scrape time.
 
 Counts read from the table are the same whichever API process is scraped and survive
-restarts; they are cached for a few seconds so frequent scrapes cost one set of queries.
+restarts; they are cached for a few seconds so frequent scrapes cost one set of queries,
+read again in the background so no scrape waits for them but the first.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ from sqlalchemy import Engine
 from runpack_api.counts import TableCounts
 from runpack_tasks.jobstore import queries
 from runpack_tasks.jobstore.models import JobStatus
+
+log = logging.getLogger(__name__)
 
 #: Seconds a scrape's reading of the table is reused.
 SCRAPE_CACHE_S = 5.0
@@ -53,14 +57,28 @@ class StoreCollector(Collector):
         self._counts = counts
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] = (0.0, [])
+        self._refreshing = False
 
     def collect(self) -> Iterator[Metric]:
+        """The last reading; one older than SCRAPE_CACHE_S is read again by a thread while
+        scrapes get it (a scrape waits only for the very first reading)."""
         with self._lock:
             read_at, metrics = self._cached
-            if time.monotonic() - read_at > SCRAPE_CACHE_S:
+            if not read_at:
                 metrics = self._read()
                 self._cached = (time.monotonic(), metrics)
+            elif time.monotonic() - read_at > SCRAPE_CACHE_S and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="runpack-metrics", daemon=True).start()
         yield from metrics
+
+    def _refresh(self) -> None:
+        try:
+            self._cached = (time.monotonic(), self._read())
+        except Exception as exc:  # the last reading stays until one succeeds
+            log.warning("could not read the job table for /metrics: %s", exc)
+        finally:
+            self._refreshing = False
 
     def _read(self) -> list[Metric]:
         completed = CounterMetricFamily(

@@ -69,18 +69,28 @@ def unserved_note(job_type: str) -> str:
 
 
 def submitted(
-    job: JobRow, *, created: bool, requeued: bool, served: bool | None = None
+    job: JobRow,
+    *,
+    created: bool,
+    requeued: bool,
+    served: bool | None = None,
+    expired: str | None = None,
 ) -> SubmitResponse:
     """The answer to a submission; ``served`` (known for a pending job) is whether an active
     runner or worker serves its type: when none does, the message says so and the answer
-    carries ``served: false`` (a served job's answer keeps the seed's shape)."""
+    carries ``served: false`` (a served job's answer keeps the seed's shape). ``expired``
+    says why this request found the job's cached result no longer valid."""
     status = JobStatus(job.status)
     if created:
         message = "Job created and queued"
+    elif requeued and expired is not None:
+        message = f"Job's cached result expired ({expired}); requeued"
     elif requeued:
         message = "Job had failed or expired; requeued"
     else:
         message = SUBMIT_MESSAGES.get(status, f"Job is {status.value}")
+        if expired is not None:
+            message = f"{message}; its cached result expired ({expired})"
     fields: dict[str, Any] = (
         {"result": _outcome(job)["result"]} if status is JobStatus.COMPLETED else {}
     )

@@ -12,6 +12,7 @@ from runner_plugins import Plugin, installed_plugins
 from runpack_api.metrics import Metrics
 from runpack_api.ratelimit import RateLimits
 from runpack_api.result_cache import ResultCache
+from runpack_api.validity import Validity
 from runpack_tasks.celery_app import make_celery
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.publisher import Publisher
@@ -48,6 +49,8 @@ class Runtime:
     metrics: Metrics
     #: The plugins installed here; their parameter validation runs at submit.
     plugins: dict[str, Plugin]
+    #: Judges completed results before they are served.
+    validity: Validity
     pending: PendingSignal = field(default_factory=PendingSignal)
 
     @classmethod
@@ -62,9 +65,11 @@ class Runtime:
             publisher=Publisher(make_celery(settings), engine, settings.runner_active_s),
             metrics=Metrics(engine),
             plugins=installed_plugins(),
+            validity=Validity(settings),
         )
 
     def close(self) -> None:
         """Send the messages still queued, then release the database connections."""
         self.publisher.close()
+        self.validity.close()
         self.engine.dispose()

@@ -196,6 +196,7 @@ async def submit(runtime: Runtime, document: Any) -> Response:
             requeued=outcome.requeued,
             served=done.served,
             expired=expiry,
+            requeued_from=outcome.requeued_from,
         )
     )
     if not outcome.needs_publish:

@@ -221,6 +221,8 @@ class JobDetail(JobSummary):
     console_output: str | None
     output_data: dict[str, Any] | None = None
     error_message: str | None = None
+    #: The ``cache_version`` of the plugin that computed the result (None: not recorded).
+    cache_version: str | None = None
 
 
 class RunnerSummary(BaseModel):

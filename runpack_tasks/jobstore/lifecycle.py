@@ -40,6 +40,8 @@ class SubmitOutcome:
     job: JobRow
     created: bool
     requeued: bool
+    #: The status a requeued job had (failed or expired); None unless ``requeued``.
+    requeued_from: str | None = None
 
     @property
     def needs_publish(self) -> bool:
@@ -238,7 +240,9 @@ def _submit_once(
     if existing is not None and existing.status in _RESUBMITTABLE_VALUES:
         requeued = resubmit(engine, existing.id, publishing=publishing)
         if requeued is not None:
-            return SubmitOutcome(requeued, created=False, requeued=True)
+            return SubmitOutcome(
+                requeued, created=False, requeued=True, requeued_from=existing.status
+            )
         existing = queries.job_by_hash(engine, digest)
     return None if existing is None else SubmitOutcome(existing, created=False, requeued=False)
 

@@ -20,6 +20,7 @@ from runpack_api.runtime import Runtime
 from runpack_tasks.jobstore import runners
 from runpack_tasks.jobstore.models import RunnerKind
 from tests.api.test_metrics import scrape
+from tests.plugins.test_artifact import artifact_in, run, serving_folder
 from tests.support import (
     Backend,
     InProcessServer,
@@ -124,10 +125,16 @@ def complete(
 
 
 def computed(
-    server: InProcessServer, runner_id: str, job_type: str, output: dict[str, Any], **kw: Any
+    server: InProcessServer,
+    runner_id: str,
+    job_type: str,
+    output: dict[str, Any],
+    params: dict[str, Any] | None = None,
+    **kw: Any,
 ) -> tuple[dict[str, Any], str]:
-    """A new job of ``job_type``, completed with ``output``: (its params, its id)."""
-    params = {"id": uuid.uuid4().hex}
+    """A new job of ``job_type`` (``params``, else unique ones), completed with ``output``:
+    (its params, its id)."""
+    params = params or {"id": uuid.uuid4().hex}
     created = submit(server, job_type, params)
     assert created.status_code == 201, created.text
     job_id: str = created.json()["job_id"]
@@ -365,6 +372,45 @@ def test_fifty_concurrent_submits_of_an_expired_result_requeue_it_once(
             claims.append(runner.post(f"/api/runner/jobs/{job_id}/claim").status_code)
     assert sorted(claims) == [200, 409]
     assert stored_job(server_engine, job_id)["attempts"] == 1
+
+
+def served_until_gone(server: InProcessServer, params: dict[str, Any], job_id: str) -> str:
+    """Wait until a submit of this artifact job requeues it; the message it gave."""
+
+    def requeued() -> str | None:
+        answer = submit(server, "artifact", params).json()
+        assert answer["job_id"] == job_id
+        return str(answer["message"]) if answer["status"] == "pending" else None
+
+    return wait_for(requeued, timeout_s=10, interval_s=0.2, what="the artifact to expire")
+
+
+def test_an_artifact_whose_file_is_removed_is_computed_again(
+    server: InProcessServer, runner_id: str, tmp_path: Path
+) -> None:
+    # Given an artifact job whose runner wrote its file, served
+    text = f"the file {uuid.uuid4()}"
+    output = run(artifact_in(tmp_path), text)
+    params, job_id = computed(server, runner_id, "artifact", output, {"text": text})
+    assert submit(server, "artifact", params).json()["result"]["output_data"] == output
+    # When the file is removed, Then the result expires and the job is requeued
+    Path(output["path"]).unlink()
+    assert "artifact's result_valid answered False" in served_until_gone(server, params, job_id)
+
+
+def test_an_artifact_whose_url_starts_answering_404_is_computed_again(
+    server: InProcessServer, runner_id: str, tmp_path: Path
+) -> None:
+    with serving_folder(tmp_path) as url:
+        # Given an artifact published under a loopback URL, served
+        text = f"the page {uuid.uuid4()}"
+        output = run(artifact_in(tmp_path, base_url=url), text)
+        params, job_id = computed(server, runner_id, "artifact", output, {"text": text})
+        assert submit(server, "artifact", params).json()["status"] == "completed"
+        # When the web server no longer has it (404), Then the result expires
+        Path(output["path"]).unlink()
+        assert httpx.get(output["url"]).status_code == 404
+        assert "answered False" in served_until_gone(server, params, job_id)
 
 
 # --- admin expiry --------------------------------------------------------------------------

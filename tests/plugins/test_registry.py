@@ -104,5 +104,5 @@ def test_an_installed_package_adds_its_plugin_through_the_entry_point(tmp_path: 
     )
     # Then it is found beside the built-ins, from its own package
     listed, detail = done.stdout.splitlines()
-    assert listed == "['hello_world', 'noop', 'primes', 'tally']"
+    assert listed == "['artifact', 'hello_world', 'noop', 'primes', 'tally']"
     assert detail.startswith("runpack_example_plugin {'log': 'x'")

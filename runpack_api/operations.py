@@ -136,9 +136,11 @@ def _expire(runtime: Runtime, job: JobRow) -> JobRow | None:
 async def served(runtime: Runtime, job: JobRow | None) -> tuple[JobRow | None, Verdict | None]:
     """The job as it may be answered: a completed result judged valid (with its verdict),
     or, judged invalid, expired here and then. Never requeues."""
-    for _ in range(MAX_JUDGED):
+    for judged in range(MAX_JUDGED + 1):
         if job is None or job.status != JobStatus.COMPLETED:
             return job, None
+        if judged == MAX_JUDGED:
+            break
         verdict = await judge(runtime, job)
         if verdict.valid:
             return job, verdict

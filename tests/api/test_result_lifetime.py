@@ -328,6 +328,20 @@ def test_a_hook_past_its_timeout_expires_the_result_without_delaying_other_jobs(
     assert "no answer within 1 s" in body["message"]
 
 
+def test_concurrent_requests_for_one_result_share_one_call_of_its_hook(
+    server: InProcessServer, runner_id: str, tmp_path: Path
+) -> None:
+    # Given a result whose hook takes half a second
+    check_file = script(tmp_path, "sleep 0.5")
+    params, _ = computed(server, runner_id, "scripted", {"script": str(check_file)})
+    # When ten clients ask for it at once
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: check(server, "scripted", params), range(10)))
+    # Then all are served, and the hook ran once
+    assert {a["status"] for a in answers} == {"completed"}
+    assert hook_calls(check_file) == 1
+
+
 def test_fifty_concurrent_submits_of_an_expired_result_requeue_it_once(
     server: InProcessServer, runner_id: str, server_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,6 +25,8 @@ from runpack_tasks.settings import RunpackSettings
 
 #: Threads that run hooks; a hook past its timeout holds one until it returns.
 HOOK_THREADS = 32
+#: How much of a hook's exception message a submit's answer repeats.
+MAX_REASON_CHARS = 200
 #: Results whose hook's True is remembered at most (the oldest are forgotten first).
 MAX_TRUSTED = 100_000
 
@@ -57,11 +59,14 @@ def has_hook(plugin: Plugin) -> bool:
 def _call_hook(plugin: Plugin, output_data: dict[str, Any]) -> tuple[bool, str]:
     """The hook's answer as (valid, why not); an exception is an answer too."""
     try:
-        if plugin.result_valid(output_data) is True:
+        if plugin.result_valid(output_data):
             return True, ""
         return False, f"{plugin.name}'s result_valid answered False"
     except Exception as exc:  # any failure of a plugin's hook makes the result invalid
-        return False, f"{plugin.name}'s result_valid raised {type(exc).__name__}: {exc}"
+        said = str(exc)
+        if len(said) > MAX_REASON_CHARS:
+            said = f"{said[:MAX_REASON_CHARS]}..."
+        return False, f"{plugin.name}'s result_valid raised {type(exc).__name__}: {said}"
 
 
 class Validity:

@@ -16,8 +16,8 @@ from runpack_api.errors import runpack_error_response
 from runpack_tasks.errors import SubmitContended
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.lifecycle import claim, complete, fail, heartbeat, reap, release, submit
-from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus
-from tests.support import unique_params
+from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus, now_ms
+from tests.support import unique_params, wait_for
 
 PACKAGES = [
     Path(__file__).parents[2] / name for name in ("runpack_api", "runpack_tasks", "runner_plugins")
@@ -151,6 +151,8 @@ def test_expiring_a_judged_result_never_expires_the_next_one(engine: Engine) -> 
     lifecycle.expire(engine, judged.id)
     submit(engine, "t", judged.input_params)
     claim(engine, judged.id, "r2")
+    # (a result is told apart by when it finished, to the millisecond)
+    wait_for(lambda: now_ms() > (judged.finished_at or 0), what="the next millisecond")
     complete(engine, judged.id, "r2", output_data={"v": 2}, console_output=None)
     # When the slow reader expires the result it judged, Then the new one stays
     assert lifecycle.expire(engine, judged.id, finished_at=judged.finished_at) is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import (
@@ -127,17 +128,27 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(StoreCollector(engine))
+        #: Each counter's child per label (at most MAX_TYPE_LABELS + 1 per counter).
+        self._children: dict[tuple[Counter, str], Any] = {}
+
+    def _child(self, counter: Counter, label: str) -> Any:
+        """``counter.labels(label)``, kept: a cache hit's counting is on the hot path, and
+        ``labels`` takes a lock and builds a key each time."""
+        child = self._children.get((counter, label))
+        if child is None:
+            child = self._children[(counter, label)] = counter.labels(label)
+        return child
 
     def submitted(self, job_type: str, cache_hit: bool) -> None:
         """Count one submission."""
         label = self.type_label(job_type)
-        self.submissions.labels(label).inc()
+        self._child(self.submissions, label).inc()
         if cache_hit:
-            self.cache_hits.labels(label).inc()
+            self._child(self.cache_hits, label).inc()
 
     def saved(self, job_type: str, run_time_s: float) -> None:
         """Count the run time of a job answered from cache."""
-        self.compute_saved.labels(self.type_label(job_type)).inc(run_time_s)
+        self._child(self.compute_saved, self.type_label(job_type)).inc(run_time_s)
 
     def totals(self) -> tuple[int, int]:
         """(submissions, cache hits) counted by this process."""

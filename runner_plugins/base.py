@@ -32,12 +32,22 @@ class Plugin(ABC):
 
     Declare ``Params`` (a pydantic model) to have parameters validated before they are
     queued, on the API host, and again before they run.
+
+    Three optional attributes govern how long a completed result is served (their defaults
+    change nothing): ``result_ttl_s``, ``cache_version`` and ``result_valid``.
     """
 
     #: The ``job_type`` this plugin runs.
     name: ClassVar[str]
-    #: Bump when results change meaning; shown to operators.
+    #: The plugin's release, shown to operators; changing it does not touch stored results.
     version: ClassVar[str] = "0"
+    #: Recorded with each result the plugin computes; an API host that has the plugin
+    #: serves only results recorded with its current value (or with none). Bump it when
+    #: results made by earlier code are wrong: they are recomputed on their next submit.
+    cache_version: ClassVar[str | None] = None
+    #: Seconds a result is served after it finished (None: ``RUNPACK_RESULT_TTL_S``;
+    #: 0: forever).
+    result_ttl_s: ClassVar[float | None] = None
     #: One line for humans (the dashboard, ``runpack plugins``).
     description: ClassVar[str] = ""
     #: The parameters' model, or None to accept any JSON object.
@@ -57,3 +67,9 @@ class Plugin(ABC):
     @abstractmethod
     def run(self, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         """Compute the job's result (a JSON object) from its validated parameters."""
+
+    def result_valid(self, output_data: dict[str, Any]) -> bool:
+        """Whether a stored result may still be served (for results that point at something
+        outside Runpack that can disappear). Runs on API hosts in a worker thread, within
+        ``RUNPACK_VALIDITY_TIMEOUT_S``; False, an exception or a timeout expire the result."""
+        return True

@@ -5,13 +5,14 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
+from runner_plugins.artifact import Artifact
 from runner_plugins.base import Plugin
 from runner_plugins.hello_world import HelloWorld
 from runner_plugins.noop import Noop
 from runner_plugins.primes import Primes
 
 ENTRY_POINT_GROUP = "runpack.plugins"
-BUILTINS: tuple[type[Plugin], ...] = (HelloWorld, Noop, Primes)
+BUILTINS: tuple[type[Plugin], ...] = (Artifact, HelloWorld, Noop, Primes)
 
 
 class PluginError(Exception):

@@ -1,4 +1,5 @@
-"""Prometheus metrics: this API process's submissions and cache hits, and the job table's
+"""Prometheus metrics: this API process's submissions, cache hits and the compute they
+saved, and the job table's
 state (completions, failures, queue depth, durations, heartbeat lag) read at scrape time.
 
 Counts read from the table are the same whichever API process is scraped and survive
@@ -12,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
@@ -138,35 +140,59 @@ class Metrics:
             ["job_type"],
             registry=self.registry,
         )
+        self.compute_saved = Counter(
+            "runpack_compute_saved_seconds",
+            "Run time of the jobs whose results this API process served from cache "
+            "(a submit or check answered with a completed result)",
+            ["job_type"],
+            registry=self.registry,
+        )
         self.registry.register(StoreCollector(engine, counts))
         self.long_polls = Gauge(
             "runpack_long_polls_waiting",
             "Runner long polls waiting for a job in this API process",
             registry=self.registry,
         )
+        #: Each counter's child per label (at most MAX_TYPE_LABELS + 1 per counter).
+        self._children: dict[tuple[Counter, str], Any] = {}
+
+    def _child(self, counter: Counter, label: str) -> Any:
+        """``counter.labels(label)``, kept: a cache hit's counting is on the hot path, and
+        ``labels`` takes a lock and builds a key each time."""
+        child = self._children.get((counter, label))
+        if child is None:
+            child = self._children[(counter, label)] = counter.labels(label)
+        return child
 
     def submitted(self, job_type: str, cache_hit: bool) -> None:
         """Count one submission."""
         label = self.type_label(job_type)
-        self.submissions.labels(label).inc()
+        self._child(self.submissions, label).inc()
         if cache_hit:
-            self.cache_hits.labels(label).inc()
+            self._child(self.cache_hits, label).inc()
+
+    def saved(self, job_type: str, run_time_s: float) -> None:
+        """Count the run time of a job answered from cache."""
+        self._child(self.compute_saved, self.type_label(job_type)).inc(run_time_s)
 
     def totals(self) -> tuple[int, int]:
         """(submissions, cache hits) counted by this process."""
+        return int(_total(self.submissions)), int(_total(self.cache_hits))
 
-        def total(counter: Counter) -> int:
-            return int(
-                sum(
-                    sample.value
-                    for metric in counter.collect()
-                    for sample in metric.samples
-                    if sample.name.endswith("_total")
-                )
-            )
-
-        return total(self.submissions), total(self.cache_hits)
+    def compute_saved_s(self) -> float:
+        """Seconds of run time this process's cache hits saved."""
+        return _total(self.compute_saved)
 
     def exposition(self) -> bytes:
         """The text Prometheus scrapes."""
         return generate_latest(self.registry)
+
+
+def _total(counter: Counter) -> float:
+    """A counter's sum over its labels."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )

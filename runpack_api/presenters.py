@@ -31,6 +31,12 @@ SUBMIT_MESSAGES = {
 }
 
 
+REQUEUED_MESSAGES: dict[str, str] = {
+    JobStatus.FAILED.value: "Job had failed; requeued",
+    JobStatus.EXPIRED.value: "Job's cached result had expired; requeued",
+}
+
+
 def _amount(value: float | None) -> int | float | None:
     """A stored progress value as it was reported: a whole number as an integer (the column
     holds every number as a float; all reported ones are below 2**53, so exactly)."""
@@ -69,18 +75,30 @@ def unserved_note(job_type: str) -> str:
 
 
 def submitted(
-    job: JobRow, *, created: bool, requeued: bool, served: bool | None = None
+    job: JobRow,
+    *,
+    created: bool,
+    requeued: bool,
+    served: bool | None = None,
+    expired: str | None = None,
+    requeued_from: str | None = None,
 ) -> SubmitResponse:
     """The answer to a submission; ``served`` (known for a pending job) is whether an active
     runner or worker serves its type: when none does, the message says so and the answer
-    carries ``served: false`` (a served job's answer keeps the seed's shape)."""
+    carries ``served: false`` (a served job's answer keeps the seed's shape). ``expired``
+    says why this request found the job's cached result no longer valid; ``requeued_from``
+    is the status a requeued job had."""
     status = JobStatus(job.status)
     if created:
         message = "Job created and queued"
+    elif requeued and expired is not None:
+        message = f"Job's cached result expired ({expired}); requeued"
     elif requeued:
-        message = "Job had failed or expired; requeued"
+        message = REQUEUED_MESSAGES.get(requeued_from or "", "Job had failed or expired; requeued")
     else:
         message = SUBMIT_MESSAGES.get(status, f"Job is {status.value}")
+        if expired is not None:
+            message = f"{message}; its cached result expired ({expired})"
     fields: dict[str, Any] = (
         {"result": _outcome(job)["result"]} if status is JobStatus.COMPLETED else {}
     )
@@ -148,6 +166,7 @@ def job_detail(job: JobRow, claimed_by_name: str | None) -> JobDetail:
         console_output=job.console_output,
         output_data=job.output_data,
         error_message=job.error_message,
+        cache_version=job.cache_version,
     )
 
 

@@ -368,7 +368,11 @@ class HttpRunner:
         if failure is not None:
             return None, failure
         try:
-            request = CompleteRequest(output_data=output, console_output=outcome.console_output)
+            request = CompleteRequest(
+                output_data=output,
+                console_output=outcome.console_output,
+                cache_version=outcome.cache_version,
+            )
             return request, encode(request)
         except (ValueError, TypeError) as exc:
             return None, f"the output cannot be sent as JSON: {exc}"

@@ -12,6 +12,7 @@ from runpack_api.metrics import Metrics
 from runpack_api.pending import PendingSignal
 from runpack_api.ratelimit import RateLimits
 from runpack_api.result_cache import ResultCache
+from runpack_api.validity import Validity
 from runpack_tasks.celery_app import make_celery
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.publisher import Publisher
@@ -31,6 +32,8 @@ class Runtime:
     metrics: Metrics
     #: The plugins installed here; their parameter validation runs at submit.
     plugins: dict[str, Plugin]
+    #: Judges completed results before they are served.
+    validity: Validity
     #: Wakes this process's long-polling runners, and tells the other API processes.
     pending: PendingSignal
     #: Jobs per type and state, read at most every RUNPACK_COUNTS_CACHE_S.
@@ -52,6 +55,7 @@ class Runtime:
             publisher=Publisher(make_celery(settings), engine, settings.runner_active_s),
             metrics=metrics,
             plugins=installed_plugins(),
+            validity=Validity(settings),
             pending=pending,
             counts=counts,
         )
@@ -60,4 +64,5 @@ class Runtime:
         """Send the messages still queued, then release the database connections."""
         self.pending.close()
         self.publisher.close()
+        self.validity.close()
         self.engine.dispose()

@@ -51,10 +51,11 @@ class HeartbeatRequest(_Request):
 
 
 class CompleteRequest(_Request):
-    """A job's result."""
+    """A job's result, and the ``cache_version`` of the plugin that computed it (optional)."""
 
     output_data: dict[str, Any]
     console_output: Text | None = None
+    cache_version: Annotated[Text, StringConstraints(max_length=128)] | None = None
 
 
 class ErrorRequest(_Request):
@@ -62,6 +63,15 @@ class ErrorRequest(_Request):
 
     error_message: Text
     console_output: Text | None = None
+
+
+class ExpireRequest(_Request):
+    """Which completed jobs to expire: those matching every filter given (at least one)."""
+
+    job_type: JobType | None = None
+    cache_version: Annotated[Text, StringConstraints(max_length=128)] | None = None
+    #: Epoch milliseconds: results that finished before then.
+    finished_before: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)] | None = None
 
 
 class BatchDeleteRequest(_Request):
@@ -214,6 +224,8 @@ class JobDetail(JobSummary):
     console_output: str | None
     output_data: dict[str, Any] | None = None
     error_message: str | None = None
+    #: The ``cache_version`` of the plugin that computed the result (None: not recorded).
+    cache_version: str | None = None
 
 
 class RunnerSummary(BaseModel):
@@ -281,6 +293,9 @@ class Stats(BaseModel):
     jobs: JobCounts
     runners: RunnerCounts
     submissions: SubmissionCounts
+    #: Seconds of run time (claim to finish) of the jobs this API process answered from
+    #: cache since it started: submits and checks answered with a completed result.
+    compute_saved_s: float
 
 
 class JobTypeInfo(BaseModel):
@@ -318,6 +333,18 @@ class DeleteResponse(Outcome):
     """How many jobs a delete removed."""
 
     deleted: int
+
+
+class ExpireResponse(Outcome):
+    """The job whose result was expired."""
+
+    expired: int
+
+
+class ExpiredCount(BaseModel):
+    """How many completed jobs were expired."""
+
+    expired: int
 
 
 class BatchDeleteResponse(DeleteResponse):

@@ -26,11 +26,13 @@ FLUSH_INTERVAL_S = 1.0
 
 @dataclass
 class JobOutcome:
-    """What a run produced: output on success, error on failure, and the whole log."""
+    """What a run produced: output on success, error on failure, and the whole log; and
+    the plugin's ``cache_version``, recorded with the result."""
 
     output_data: dict[str, Any] | None
     error_message: str | None
     console_output: str
+    cache_version: str | None = None
 
 
 class RunContext:
@@ -167,4 +169,4 @@ def run_plugin(plugin: Plugin, params: dict[str, Any], ctx: RunContext) -> JobOu
             f"plugin {plugin.name} returned {type(output).__name__}, not a JSON object",
             ctx.console_output,
         )
-    return JobOutcome(output, None, ctx.console_output)
+    return JobOutcome(output, None, ctx.console_output, plugin.cache_version)

@@ -85,6 +85,14 @@ class RunpackSettings(BaseSettings):
     #: the job list's total, /metrics); 0 counts on every request.
     counts_cache_s: float = Field(5, ge=0)
 
+    #: Seconds a completed result is served after it finished, for plugins that set no
+    #: ``result_ttl_s`` (0: forever).
+    result_ttl_s: float = Field(0, ge=0)
+    #: How long a plugin's ``result_valid`` may take before the result counts as invalid.
+    validity_timeout_s: float = Field(5, gt=0)
+    #: How long a ``result_valid`` answer of True is trusted for that job.
+    validity_cache_s: float = Field(60, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:

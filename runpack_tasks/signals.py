@@ -38,6 +38,7 @@ def _completed(sender: Any = None, result: Any = None, **_: Any) -> None:
         state.runner_id,
         output_data=run.outcome.output_data,
         console_output=run.outcome.console_output,
+        cache_version=run.outcome.cache_version,
     )
     if done is None:
         log.warning("job %s was taken from this worker before it finished", run.job.id)

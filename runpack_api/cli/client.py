@@ -354,7 +354,7 @@ def runners(
 def stats(
     url: UrlOption = DEFAULT_API_URL, key: AdminKeyOption = None, json_mode: JsonOption = False
 ) -> None:
-    """Jobs per state, and runners."""
+    """Jobs per state, runners, and the compute the API process's cache hits saved."""
     found = _admin_view(url, key, lambda client: client.stats(), json_mode)
     if found is None:
         return
@@ -365,6 +365,7 @@ def stats(
         + [
             ["runners active", str(found.runners.active)],
             ["runners total", str(found.runners.total)],
+            ["compute saved by cache hits (s)", f"{found.compute_saved_s:.1f}"],
         ],
     )
 

@@ -1,7 +1,8 @@
-"""Admin routes: list and inspect jobs and runners, system stats, delete jobs."""
+"""Admin routes: list and inspect jobs and runners, system stats, expire and delete jobs."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -15,6 +16,9 @@ from runpack_api.schemas import (
     BatchDeleteResponse,
     DeleteResponse,
     ErrorBody,
+    ExpiredCount,
+    ExpireRequest,
+    ExpireResponse,
     JobCounts,
     JobDetail,
     JobList,
@@ -30,7 +34,7 @@ from runpack_api.schemas import (
     SubmissionCounts,
     Throughput,
 )
-from runpack_tasks.errors import InvalidRequest, JobNotFound, RunnerNotFound
+from runpack_tasks.errors import InvalidRequest, JobNotFound, RunnerNotFound, TransitionRejected
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.models import JobStatus, now_ms
 from runpack_tasks.jobstore.payloads import MAX_SAFE_INTEGER
@@ -152,6 +156,7 @@ async def stats(runtime: AdminRate) -> Any:
         ),
         runners=RunnerCounts(total=total, active=active),
         submissions=SubmissionCounts(total=submitted, cache_hits=cache_hits),
+        compute_saved_s=runtime.metrics.compute_saved_s(),
     )
 
 
@@ -216,3 +221,39 @@ async def batch_delete(body: BatchDeleteRequest, runtime: AdminRate) -> Any:
         deleted=len(deleted),
         failed=failed,
     )
+
+
+@router.post(
+    "/jobs/expire",
+    response_model=ExpiredCount,
+    dependencies=[AdminKey],
+)
+async def expire_jobs(body: ExpireRequest, runtime: AdminRate) -> Any:
+    """Expire the completed jobs matching every filter given (at least one): their results
+    are recomputed on their next submit."""
+    filters = body.model_dump(exclude_none=True)
+    if not filters:
+        raise InvalidRequest("give at least one of job_type, cache_version, finished_before")
+    expired = await run_in_threadpool(
+        functools.partial(lifecycle.expire_matching, runtime.engine, **filters)
+    )
+    runtime.results.clear()
+    return ExpiredCount(expired=expired)
+
+
+@router.post(
+    "/jobs/{job_id}/expire",
+    response_model=ExpireResponse,
+    responses={409: {"model": ErrorBody}},
+    dependencies=[AdminKey],
+)
+async def expire_job(job_id: PathId, runtime: AdminRate) -> Any:
+    """Expire one completed job: its result is recomputed on its next submit."""
+    expired = await run_in_threadpool(lifecycle.expire, runtime.engine, job_id)
+    runtime.results.clear()
+    if expired is None:
+        found = await run_in_threadpool(queries.job_by_id, runtime.engine, job_id)
+        if found is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        raise TransitionRejected(f"job {job_id} is {found.status}; only a completed job expires")
+    return ExpireResponse(success=True, message=f"Job {job_id} expired", expired=1)

@@ -173,7 +173,12 @@ async def complete_job(
     """Report a job's result; it becomes the cached answer for its hash."""
     check_json("output_data", body.output_data, runtime.settings.max_output_bytes)
     report = functools.partial(
-        lifecycle.complete, runtime.engine, job_id, runner.id, output_data=body.output_data
+        lifecycle.complete,
+        runtime.engine,
+        job_id,
+        runner.id,
+        output_data=body.output_data,
+        cache_version=body.cache_version,
     )
     return await _report(runtime, body.console_output, report, "complete")
 

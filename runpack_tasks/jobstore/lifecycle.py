@@ -40,6 +40,8 @@ class SubmitOutcome:
     job: JobRow
     created: bool
     requeued: bool
+    #: The status a requeued job had (failed or expired); None unless ``requeued``.
+    requeued_from: str | None = None
 
     @property
     def needs_publish(self) -> bool:
@@ -70,9 +72,11 @@ def _unindexed(column: Any) -> Any:
     return sa.func.coalesce(column, "")
 
 
-def _transition(allowed_from: Iterable[JobStatus], *, owner: bool, **values: Any) -> Statement:
+def _transition(
+    allowed_from: Iterable[JobStatus], *, owner: bool, same_result: bool = False, **values: Any
+) -> Statement:
     """``UPDATE jobs SET values WHERE id = :job_id AND status IN allowed_from
-    [AND claimed_by = :runner_id] RETURNING *``."""
+    [AND claimed_by = :runner_id] [AND finished_at = :finished_at] RETURNING *``."""
     allowed = [status.value for status in allowed_from]
 
     def build(_dialect: str) -> Any:
@@ -83,6 +87,8 @@ def _transition(allowed_from: Iterable[JobStatus], *, owner: bool, **values: Any
         condition = [JOBS.c.id == _param("job_id"), _unindexed(JOBS.c.status).in_(allowed)]
         if owner:
             condition.append(_unindexed(JOBS.c.claimed_by) == _param("runner_id"))
+        if same_result:
+            condition.append(JOBS.c.finished_at == _param("finished_at"))
         return sa.update(JOBS).where(*condition).values(**values).returning(*JOBS.c)
 
     return Statement(build)
@@ -112,6 +118,7 @@ _INSERT = Statement(_build_insert)
 _RESUBMIT = _transition(
     RESUBMITTABLE_STATUSES,
     owner=False,
+    same_result=False,
     status=JobStatus.PENDING.value,
     attempts=0,
     published_at=_param("published"),
@@ -147,6 +154,7 @@ _COMPLETE = _transition(
     updated_at=_param("now"),
     error_message=None,
     console_output=_keep_unless_given("console_output"),
+    cache_version=_param("new_cache_version"),
 )
 _FAIL = _transition(
     ACTIVE_STATUSES,
@@ -171,6 +179,15 @@ _RELEASE = _transition(
 _EXPIRE = _transition(
     [JobStatus.COMPLETED], owner=False, status=JobStatus.EXPIRED.value, updated_at=_param("now")
 )
+_EXPIRE_RESULT = _transition(
+    [JobStatus.COMPLETED],
+    owner=False,
+    same_result=True,
+    status=JobStatus.EXPIRED.value,
+    updated_at=_param("now"),
+)
+#: Rows one statement of ``expire_matching`` expires at most, so none holds a long lock.
+EXPIRE_BATCH = 1000
 
 
 def submit(
@@ -223,7 +240,9 @@ def _submit_once(
     if existing is not None and existing.status in _RESUBMITTABLE_VALUES:
         requeued = resubmit(engine, existing.id, publishing=publishing)
         if requeued is not None:
-            return SubmitOutcome(requeued, created=False, requeued=True)
+            return SubmitOutcome(
+                requeued, created=False, requeued=True, requeued_from=existing.status
+            )
         existing = queries.job_by_hash(engine, digest)
     return None if existing is None else SubmitOutcome(existing, created=False, requeued=False)
 
@@ -271,8 +290,10 @@ def complete(
     *,
     output_data: dict[str, Any],
     console_output: str | None,
+    cache_version: str | None = None,
 ) -> JobRow | None:
-    """claimed/in_progress -> completed with its result (claimer only)."""
+    """claimed/in_progress -> completed with its result (claimer only), recording the
+    ``cache_version`` of the plugin that computed it."""
     return queries.first_job(
         _COMPLETE,
         engine,
@@ -281,6 +302,7 @@ def complete(
         now=now_ms(),
         new_output_data=output_data,
         new_console_output=console_output,
+        new_cache_version=cache_version,
     )
 
 
@@ -351,9 +373,51 @@ def mark_published(engine: Engine, job_ids: list[str], published: bool = True) -
         )
 
 
-def expire(engine: Engine, job_id: str) -> JobRow | None:
-    """completed -> expired, when its result is no longer valid."""
-    return queries.first_job(_EXPIRE, engine, job_id=job_id, now=now_ms())
+def expire(engine: Engine, job_id: str, finished_at: int | None = None) -> JobRow | None:
+    """completed -> expired, when its result is no longer valid.
+
+    With ``finished_at``, only the result that finished then: a caller that judged one
+    result never expires the next one, computed after a requeue it raced with.
+    """
+    if finished_at is None:
+        return queries.first_job(_EXPIRE, engine, job_id=job_id, now=now_ms())
+    return queries.first_job(
+        _EXPIRE_RESULT, engine, job_id=job_id, finished_at=finished_at, now=now_ms()
+    )
+
+
+def expire_matching(
+    engine: Engine,
+    *,
+    job_type: str | None = None,
+    cache_version: str | None = None,
+    finished_before: int | None = None,
+) -> int:
+    """Completed jobs matching every filter given -> expired, at most ``EXPIRE_BATCH`` rows
+    per statement; returns how many. At least one filter is required."""
+    filters = [JOBS.c.status == JobStatus.COMPLETED.value]
+    if job_type is not None:
+        filters.append(JOBS.c.job_type == job_type)
+    if cache_version is not None:
+        filters.append(JOBS.c.cache_version == cache_version)
+    if finished_before is not None:
+        filters.append(JOBS.c.finished_at < finished_before)
+    if len(filters) == 1:
+        raise ValueError("expire_matching needs at least one filter")
+    batch = sa.select(JOBS.c.id).where(*filters).limit(EXPIRE_BATCH).scalar_subquery()
+    expired = 0
+    while True:
+        statement = (
+            sa.update(JOBS)
+            .where(JOBS.c.id.in_(batch), JOBS.c.status == JobStatus.COMPLETED.value)
+            .values(status=JobStatus.EXPIRED.value, updated_at=now_ms())
+            .returning(JOBS.c.id)
+        )
+        with engine.begin() as conn:
+            count = len(conn.execute(statement).all())
+        expired += count
+        if count == 0:  # not "< EXPIRE_BATCH": a batch shrinks when rows change meanwhile
+            return expired
 
 
 def delete(engine: Engine, job_ids: Iterable[str]) -> set[str]:

@@ -74,6 +74,8 @@ class Job(SQLModel, table=True):
     attempts: int = Field(default=0, nullable=False)
     #: When a Celery message for this pending job was last sent; None while none is known.
     published_at: int | None = Field(default=None, sa_type=sa.BigInteger)
+    #: The ``cache_version`` of the plugin that computed the result (None: not recorded).
+    cache_version: str | None = Field(default=None, max_length=128)
 
 
 class RunnerKind(StrEnum):
@@ -136,6 +138,7 @@ if TYPE_CHECKING:
         error_message: str | None
         attempts: int
         published_at: int | None
+        cache_version: str | None
 
 else:
     JobRow = namedtuple("JobRow", JOBS.c.keys(), module=__name__)

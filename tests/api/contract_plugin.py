@@ -29,6 +29,7 @@ class Contract(Plugin):
 
     name = "contract"
     version = "1.0"
+    cache_version = "contract-1"
     description = "Produces a result or an error of a chosen size (for tests)."
     Params: ClassVar[type[BaseModel] | None] = ContractParams
 

@@ -104,7 +104,7 @@ def test_failed_job_reports_error_and_resubmission_requeues(server: ApiServer) -
     assert requeued.json() == {
         "job_id": job_id,
         "status": "pending",
-        "message": "Job had failed or expired; requeued",
+        "message": "Job had failed; requeued",
     }
     with server.client("admin") as admin:
         detail = admin.get(f"/api/admin/jobs/{job_id}").json()

@@ -68,6 +68,7 @@ class RunnerUnderTest:
         job = self.run(output_bytes=10)
         assert job["status"] == "completed", job
         assert job["output_data"] == {"blob": "x" * 10}
+        assert job["cache_version"] == "contract-1"  # recorded from the runner's plugin
         assert self.process.poll() is None
 
 

@@ -252,3 +252,35 @@ def test_runners_page_through_and_fractional_progress_shows(page: Any, cluster: 
     page.wait_for_function(
         "document.getElementById('job-progress-text').textContent === '42% (0.42/1)'"
     )
+
+
+def test_an_admin_expires_a_job_from_its_page_and_the_overview_shows_compute_saved(
+    page: Any, cluster: Cluster
+) -> None:
+    # Given a completed tally job (it runs at least 0.5 s), served once from cache
+    params = {"log": str(cluster.tmp_dir / f"tally-{uuid.uuid4().hex[:8]}.log"), "seconds": 0.5}
+    job_id = cluster.submit("tally", params).json()["job_id"]
+    cluster.wait_for_status(job_id, "completed")
+    assert cluster.submit("tally", params).json()["status"] == "completed"
+
+    # Then the overview shows the compute the cache saved
+    page.goto(f"{cluster.server.url}/")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#system-counts .card')].some((card) =>"
+        " card.textContent.includes('compute saved') && !card.textContent.startsWith('0.0 s'))"
+    )
+
+    # When the admin expires it from its page
+    page.goto(f"{cluster.server.url}/jobs/{job_id}")
+    page.wait_for_function(
+        "() => document.getElementById('job-status').textContent === 'completed'"
+    )
+    page.click("#expire")
+
+    # Then the page says so, and shows it expired; the jobs list's filter finds it
+    page.wait_for_function(
+        "() => document.getElementById('action-result').textContent.includes('expired')"
+    )
+    page.wait_for_function("() => document.getElementById('job-status').textContent === 'expired'")
+    page.goto(f"{cluster.server.url}/jobs?status=expired")
+    page.wait_for_selector(f"#jobs-table tbody tr >> text={job_id}")

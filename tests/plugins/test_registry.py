@@ -40,11 +40,11 @@ def run(job_type: str, params: dict[str, Any]) -> tuple[dict[str, Any], Recordin
 
 
 def test_builtins_are_installed() -> None:
-    assert {"hello_world", "noop", "primes"} <= set(installed_plugins())
+    assert {"artifact", "hello_world", "noop", "primes"} <= set(installed_plugins())
 
 
 def test_an_unknown_type_names_the_installed_ones() -> None:
-    with pytest.raises(UnknownPlugin, match="installed: hello_world, noop, primes"):
+    with pytest.raises(UnknownPlugin, match="installed: artifact, hello_world, noop, primes"):
         get_plugin("no_such_type")
 
 
@@ -104,5 +104,5 @@ def test_an_installed_package_adds_its_plugin_through_the_entry_point(tmp_path: 
     )
     # Then it is found beside the built-ins, from its own package
     listed, detail = done.stdout.splitlines()
-    assert listed == "['hello_world', 'noop', 'primes', 'tally']"
+    assert listed == "['artifact', 'hello_world', 'noop', 'primes', 'tally']"
     assert detail.startswith("runpack_example_plugin {'log': 'x'")

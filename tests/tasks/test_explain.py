@@ -70,7 +70,9 @@ def run_hot_paths(engine: Engine) -> None:
     lifecycle.resubmit(engine, failing.id)
     lifecycle.mark_published(engine, [failing.id])
     lifecycle.reap(engine, heartbeat_timeout_s=90, max_attempts=3)
+    lifecycle.expire(engine, digest_job.id, finished_at=now_ms())
     lifecycle.expire(engine, digest_job.id)
+    lifecycle.expire_matching(engine, job_type="hot", finished_before=now_ms())
     for status in (None, JobStatus.PENDING):
         for job_type in (None, "hot"):
             page = queries.list_jobs(engine, status=status, job_type=job_type, count=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import uuid
 from pathlib import Path
 
 import orjson
@@ -15,8 +16,8 @@ from runpack_api.errors import runpack_error_response
 from runpack_tasks.errors import SubmitContended
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.lifecycle import claim, complete, fail, heartbeat, reap, release, submit
-from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus
-from tests.support import unique_params
+from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus, now_ms
+from tests.support import unique_params, wait_for
 
 PACKAGES = [
     Path(__file__).parents[2] / name for name in ("runpack_api", "runpack_tasks", "runner_plugins")
@@ -123,6 +124,58 @@ def test_expired_results_are_recomputed(engine: Engine) -> None:
     assert lifecycle.expire(engine, job.id) is not None
     assert lifecycle.expire(engine, job.id) is None  # only completed jobs expire
     assert submit(engine, "t", params).requeued
+
+
+def _completed(engine: Engine, job_type: str = "t", cache_version: str | None = None) -> JobRow:
+    job = submit(engine, job_type, unique_params()).job
+    claim(engine, job.id, "r1")
+    done = complete(
+        engine, job.id, "r1", output_data={"v": 1}, console_output=None, cache_version=cache_version
+    )
+    assert done is not None
+    return done
+
+
+def test_completion_records_the_cache_version_and_a_requeue_clears_it(engine: Engine) -> None:
+    done = _completed(engine, cache_version="3")
+    assert done.cache_version == "3"
+    assert lifecycle.expire(engine, done.id) is not None
+    again = submit(engine, "t", done.input_params)
+    assert again.requeued and again.requeued_from == "expired"
+    assert again.job.cache_version is None and again.job.finished_at is None
+
+
+def test_expiring_a_judged_result_never_expires_the_next_one(engine: Engine) -> None:
+    # Given a result judged invalid by a slow reader, expired and recomputed meanwhile
+    judged = _completed(engine)
+    lifecycle.expire(engine, judged.id)
+    submit(engine, "t", judged.input_params)
+    claim(engine, judged.id, "r2")
+    # (a result is told apart by when it finished, to the millisecond)
+    wait_for(lambda: now_ms() > (judged.finished_at or 0), what="the next millisecond")
+    complete(engine, judged.id, "r2", output_data={"v": 2}, console_output=None)
+    # When the slow reader expires the result it judged, Then the new one stays
+    assert lifecycle.expire(engine, judged.id, finished_at=judged.finished_at) is None
+    assert queries.job_by_id(engine, judged.id).status == "completed"  # type: ignore[union-attr]
+
+
+def test_expire_matching_expires_completed_jobs_by_filter_in_batches(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lifecycle, "EXPIRE_BATCH", 2)
+    job_type = f"t{uuid.uuid4().hex[:8]}"
+    old = [_completed(engine, job_type, cache_version="1") for _ in range(5)]
+    new = _completed(engine, job_type, cache_version="2")
+    pending = submit(engine, job_type, unique_params()).job
+    with pytest.raises(ValueError, match="at least one filter"):
+        lifecycle.expire_matching(engine)
+    assert lifecycle.expire_matching(engine, job_type=job_type, cache_version="1") == 5
+    assert lifecycle.expire_matching(engine, job_type=job_type, cache_version="1") == 0
+    assert lifecycle.expire_matching(engine, finished_before=new.finished_at) == 0  # none left
+    assert lifecycle.expire_matching(engine, finished_before=new.finished_at + 1) == 1
+    statuses = {queries.job_by_id(engine, job.id).status for job in old}  # type: ignore[union-attr]
+    assert statuses == {"expired"}
+    assert queries.job_by_id(engine, pending.id).status == "pending"  # type: ignore[union-attr]
 
 
 def test_a_row_deleted_before_it_is_read_is_inserted_again(

@@ -80,6 +80,9 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
             "RUNPACK_MAX_INPUT_BYTES: Input should be a valid integer",
         ),
         ("RUNPACK_TRUSTED_PROXIES", "not-an-ip", "RUNPACK_TRUSTED_PROXIES"),
+        ("RUNPACK_RESULT_TTL_S", "-1", "RUNPACK_RESULT_TTL_S: Input should be greater"),
+        ("RUNPACK_VALIDITY_TIMEOUT_S", "0", "RUNPACK_VALIDITY_TIMEOUT_S: Input should be greater"),
+        ("RUNPACK_VALIDITY_CACHE_S", "soon", "RUNPACK_VALIDITY_CACHE_S: Input should be a valid"),
     ],
 )
 def test_bad_values_name_the_variable(

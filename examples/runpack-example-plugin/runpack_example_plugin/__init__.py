@@ -29,6 +29,8 @@ class Tally(Plugin):
 
     name = "tally"
     version = "1.0"
+    #: Recorded with each result; bump it when earlier results are wrong.
+    cache_version = "1"
     description = "Counts its own executions in a file (an example plugin)."
     Params: ClassVar[type[BaseModel] | None] = TallyParams
 

@@ -57,6 +57,12 @@ function when(ms) {
   return `${new Date(ms).toLocaleString()} (${ago} ago)`;
 }
 
+function duration(seconds) {
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  if (seconds < 3600) return `${(seconds / 60).toFixed(1)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
 function statusBadge(status) { return el("span", { class: `status ${status}` }, status); }
 
 function jobLink(jobId) { return el("a", { href: `/jobs/${encodeURIComponent(jobId)}` }, jobId); }
@@ -160,7 +166,8 @@ pages.overview = () => {
     const ratio = total ? `${Math.round(100 * hits / total)}%` : "–";
     $("system-counts").replaceChildren(
       card(`${stats.runners.active} / ${stats.runners.total}`, "runners active / total"),
-      card(ratio, `cache hits (${hits} of ${total} submissions to this API process)`));
+      card(ratio, `cache hits (${hits} of ${total} submissions to this API process)`),
+      card(duration(stats.compute_saved_s), "compute saved by cache hits (this API process)"));
   });
   every(10000, async () => {
     const data = await admin("/api/admin/throughput?minutes=60");
@@ -272,6 +279,14 @@ pages.job = () => {
         method: "POST", body: JSON.stringify({ job_type: job.job_type, input_params: job.input_params }),
       });
       text("action-result", answer.message);
+    } catch (error) { text("action-result", `Refused: ${error.message}`); }
+  });
+  $("expire").addEventListener("click", async () => {
+    if (!keys.get("admin")) { text("action-result", "Expiring needs the admin key."); return; }
+    try {
+      const answer = await api(keys.get("admin"),
+        `/api/admin/jobs/${encodeURIComponent(jobId)}/expire`, { method: "POST" });
+      text("action-result", `${answer.message}: its next submit computes it again`);
     } catch (error) { text("action-result", `Refused: ${error.message}`); }
   });
   $("delete").addEventListener("click", async () => {

@@ -18,6 +18,8 @@ the same way, ANALYZEd, and everything is measured again.
   in the table by ``before`` (the cursor of the 50th oldest job)
 - stats, /metrics: counts come from the API's shared reading (RUNPACK_COUNTS_CACHE_S,
   5 s); "count (direct)" is one uncached reading, the work a refresh does
+- store only: the job store called from this process, no HTTP and no API process: the
+  database's part of a cache-hit submit and of the first admin page
 
 Run from the repository root with the venv's Python:
 
@@ -41,7 +43,7 @@ import httpx
 import sqlalchemy as sa
 from harness import HOST, Processes, free_port, fresh_database, log, print_table, runpack_env
 
-from runpack_tasks.jobstore import queries
+from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.jobstore.hashing import job_hash
 
@@ -97,6 +99,16 @@ def timed(reps: int, call: Callable[[int], httpx.Response]) -> list[float]:
     return found
 
 
+def timed_calls(reps: int, call: Callable[[], object]) -> list[float]:
+    """Milliseconds of each of ``reps`` direct calls to the job store (no HTTP)."""
+    found = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        call()
+        found.append((time.perf_counter() - started) * 1000)
+    return found
+
+
 def measure(
     client: httpx.Client, engine: sa.Engine, keys: dict[str, str], rows: int, reps: int
 ) -> dict[str, list[float]]:
@@ -115,6 +127,14 @@ def measure(
             headers=submit,
         )
 
+    # first: stats and /metrics below start background readings of the whole table
+    store_samples = iter(reversed(samples[: len(samples) // 2]))  # not submitted over HTTP
+    results["store only: submit of a completed job"] = timed_calls(
+        reps, lambda: lifecycle.submit(engine, FILLED_TYPE, {"i": next(store_samples)})
+    )
+    results["store only: admin jobs, first page"] = timed_calls(
+        reps, lambda: queries.list_jobs(engine, limit=50, count=False)
+    )
     results["submit, cache hit from the table"] = timed(
         reps, lambda _i: post_submit({"i": next(sample_iter)})
     )

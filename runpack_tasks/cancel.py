@@ -3,9 +3,13 @@ its job id and revokes it, terminating its pool process (prefork).
 
 A task's id is not its job's id (a job may be published several times), so the API cannot
 name the task to revoke; it sends ``runpack_cancel`` with the job id to the worker that
-claimed the job, and that worker revokes whichever of its running tasks runs the job. On a
-pool that cannot terminate a task (threads, solo) the plugin learns it from its context
-(``ctx.is_cancelled()``, after its next heartbeat); either way the job stays failed
+claimed the job, and that worker revokes whichever of its running tasks runs the job.
+
+Only the prefork pool of an event-loop transport (Redis, RabbitMQ) terminates it: each of
+its processes has its own queues. The blocking prefork pool the filesystem broker uses
+shares one queue between its processes, and one killed mid-read leaves the rest waiting
+forever; there, as on the threads and solo pools, the plugin learns it from its context
+(``ctx.is_cancelled()``, after its next heartbeat). Either way the job stays failed
 "cancelled": the claimer's late completion is refused by the lifecycle.
 """
 
@@ -15,6 +19,7 @@ import logging
 from typing import Any
 
 from celery import Celery
+from celery.concurrency.asynpool import AsynPool
 from celery.worker import control
 from celery.worker import state as worker_state
 
@@ -35,16 +40,21 @@ def running_task_ids(job_id: str) -> list[str]:
     ]
 
 
+def can_terminate(pool: Any) -> bool:
+    """Whether a worker's pool can terminate one task safely (see the module docstring)."""
+    return isinstance(getattr(pool, "_pool", None), AsynPool)
+
+
 def runpack_cancel(state: Any, job_id: str) -> dict[str, str]:
     """Revoke (and terminate) this worker's task running ``job_id``; runs in the worker's
     main process when the control command arrives."""
     task_ids = running_task_ids(job_id)
     if not task_ids:
         return {"ok": f"job {job_id} is not running here"}
-    try:
-        control.revoke(state, task_ids, terminate=True)
-    except NotImplementedError:  # threads or solo: the plugin is told through its context
+    if not can_terminate(state.consumer.pool):
+        log.info("job %s cancelled: its plugin is told through its context", job_id)
         return {"ok": f"job {job_id}: this pool cannot terminate a task"}
+    control.revoke(state, task_ids, terminate=True)
     log.info("job %s cancelled: its task %s was terminated", job_id, ", ".join(task_ids))
     return {"ok": f"job {job_id}: task {', '.join(task_ids)} terminated"}
 

@@ -259,3 +259,62 @@ def test_cli_reports_a_failed_job_with_a_non_zero_exit(http_only: Cluster, tmp_p
     assert failed.returncode == 1
     assert '"status": "failed"' in failed.stdout
     assert "Test exception requested" in failed.stdout
+
+
+def _cancelled_and_stays_so(cluster: Cluster, job_id: str, run_s: float) -> None:
+    """The job is failed "cancelled" now, and still is once its own run time has passed."""
+    job = cluster.wait_for_status(job_id, "failed", timeout_s=10)
+    assert job["error_message"] == "cancelled", job
+    time.sleep(max(0.0, job["created_at"] / 1000 + run_s + 1 - time.time()))
+    later = cluster.job(job_id)
+    assert (later["status"], later["error_message"], later["output_data"]) == (
+        "failed",
+        "cancelled",
+        None,
+    )
+
+
+def test_cancel_stops_the_runners_plugin_and_its_report_is_refused(
+    http_only: Cluster, tmp_path: Path
+) -> None:
+    # Given a runpack runner in the middle of a 4 s hello_world, which polls its context
+    runner = http_only.start_runner("hello_world,tally", tmp_path / "runner.json")
+    params = {"name": f"Cancel {uuid.uuid4().hex[:6]}", "processing_time": 4}
+    polite = http_only.submit("hello_world", params).json()["job_id"]
+    http_only.wait_for_status(polite, "in_progress")
+
+    # When `runpack cancel` cancels it
+    cancelled = runpack_cli(http_only, "cancel", polite)
+
+    # Then the command says so, the runner's next heartbeat gets 409, its plugin stops at
+    # its next step, and its error report is refused (409) before the 4 s are over
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"Job {polite} cancelled" in cancelled.stdout
+    wait_for(
+        lambda: f"job {polite}: error answered HTTP 409" in http_only.log_of(runner),
+        timeout_s=4,
+        what="the plugin to stop and its report to be refused",
+    )
+    assert f"job {polite} was cancelled" in http_only.log_of(runner)
+    _cancelled_and_stays_so(http_only, polite, 4)
+
+    # Given a plugin that ignores the cancellation (tally, 8 s)
+    log = tmp_path / "tally.log"
+    stubborn = http_only.submit("tally", {"log": str(log), "seconds": 8}).json()["job_id"]
+    http_only.wait_for_status(stubborn, "in_progress")
+    # When it is cancelled, then it is interrupted after the grace, reporting nothing
+    assert runpack_cli(http_only, "cancel", stubborn).returncode == 0
+    wait_for(
+        lambda: f"job {stubborn}: its plugin went on" in http_only.log_of(runner),
+        timeout_s=15,
+        what="the ignoring plugin to be interrupted",
+    )
+    _cancelled_and_stays_so(http_only, stubborn, 8)
+    assert tally_runs(log)[stubborn] == 1
+
+    # And the runner goes on with the next job; cancelling a finished job is an error
+    done = http_only.submit("hello_world", {**params, "processing_time": 0.2}).json()["job_id"]
+    assert http_only.wait_for_status(done, "completed", "failed")["status"] == "completed"
+    refused = runpack_cli(http_only, "cancel", done)
+    assert refused.returncode == 2 and "already completed" in refused.stderr
+    assert runner.poll() is None

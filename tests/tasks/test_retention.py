@@ -4,10 +4,12 @@ pending and running jobs never; PostgreSQL reads the rows to delete through the 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from runpack_tasks.celery_app import make_celery
@@ -18,7 +20,14 @@ from runpack_tasks.publisher import Publisher
 from runpack_tasks.retention import apply_retention, deleted_totals
 from runpack_tasks.settings import RunpackSettings, get_settings
 from runpack_tasks.shared_counts import FileCounts
-from tests.support import unique_params, wait_for
+from tests.support import (
+    ApiServer,
+    Backend,
+    register,
+    running_cluster,
+    unique_params,
+    wait_for,
+)
 
 
 def _settings(database_url: str, tmp_path: Path, retain_s: float | None = 2) -> RunpackSettings:
@@ -87,10 +96,11 @@ def test_finished_jobs_and_stale_runners_go_within_a_few_rounds(
 
     def finished_gone() -> bool:
         apply_retention(settings, engine, counts)
-        return not ({ids["completed"], ids["failed"], ids["expired"]} & set(_states(engine)))
+        finished = {ids["completed"], ids["failed"], ids["expired"]}
+        return not (finished & set(_states(engine))) and idle not in _runner_ids(engine)
 
     started = time.monotonic()
-    wait_for(finished_gone, timeout_s=10, interval_s=0.2, what="finished jobs to be deleted")
+    wait_for(finished_gone, timeout_s=10, interval_s=0.2, what="old rows to go")
 
     # Then the finished jobs went after their 2 s, no sooner
     assert time.monotonic() - started >= 1.5
@@ -204,3 +214,58 @@ def test_the_deletes_read_through_the_indexes_on_postgresql(engine: Engine) -> N
     assert "ix_runners_last_seen" in plan, plan
     assert "Seq Scan on runners" not in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
+
+
+def test_a_real_beat_deletes_what_retention_allows_and_counts_it(
+    backend: Backend, database_url: str, tmp_path: Path, plugin_dir: Path
+) -> None:
+    # Given runpack api and runpack beat with every retention at 2 s
+    # (and claims not reaped meanwhile)
+    env = {f"RUNPACK_RETAIN_{kind}_S": "2" for kind in ("COMPLETED", "FAILED", "RUNNERS")}
+    env["RUNPACK_HEARTBEAT_TIMEOUT_S"] = "120"
+    with running_cluster(
+        backend, database_url, tmp_path, plugin_dir, extra_env=env, workers=0
+    ) as cluster:
+        server = cluster.server
+        before = retention_counts(server)
+        # And a completed job, a job claimed by a runner that went quiet, and a pending one
+        job_type = f"r{uuid.uuid4().hex[:8]}"
+        finished, claimed, pending = (
+            cluster.submit(job_type, unique_params()).json()["job_id"] for _ in range(3)
+        )
+        done_by = register(server, [job_type], name="done")
+        holder = register(server, [job_type], name="holder")
+        with server.client("runner", done_by) as runner:
+            runner.post(f"/api/runner/jobs/{finished}/claim")
+            runner.post(f"/api/runner/jobs/{finished}/complete", json={"output_data": {}})
+        with server.client("runner", holder) as runner:
+            runner.post(f"/api/runner/jobs/{claimed}/claim")
+
+        # When beat's rounds (every second) run past the 2 s
+        def gone(path: str) -> bool:
+            with server.client("admin") as admin:
+                return admin.get(path).status_code == 404
+
+        wait_for(lambda: gone(f"/api/admin/jobs/{finished}"), timeout_s=20, what="deletion")
+        wait_for(lambda: gone(f"/api/admin/runners/{done_by}"), timeout_s=10, what="deletion")
+
+        # Then the pending and claimed jobs, and the runner holding the claim, are kept
+        assert cluster.job(pending)["status"] == "pending"
+        assert cluster.job(claimed)["status"] == "claimed"
+        assert not gone(f"/api/admin/runners/{holder}")
+        # And /metrics counts what beat deleted
+        after = retention_counts(server)
+        assert after["completed"] - before.get("completed", 0) >= 1
+        assert after["runners"] - before.get("runners", 0) >= 1
+
+
+def retention_counts(server: ApiServer) -> dict[str, float]:
+    """``runpack_retention_deleted_total`` by kind, as the API serves it."""
+    with server.client() as prometheus:
+        text = prometheus.get("/metrics").text
+    return {
+        sample.labels["kind"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "runpack_retention_deleted_total"
+    }

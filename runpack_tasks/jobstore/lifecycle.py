@@ -395,9 +395,9 @@ def retention_statement(
         else JOBS.c.finished_at < cutoff_ms
     )
     ids = sa.select(JOBS.c.id).where(in_status, age).limit(limit)
-    # the status is checked again on the row deleted: a job resubmitted since the select
-    # read it is pending, and stays
-    return sa.delete(JOBS).where(JOBS.c.id.in_(ids), in_status)
+    # checked again on the row deleted: a job resubmitted since the select read it is
+    # pending (or finished again, recently), and stays
+    return sa.delete(JOBS).where(JOBS.c.id.in_(ids), in_status, age)
 
 
 def delete_finished(

@@ -23,6 +23,7 @@ from tests.support import (
     cluster_around,
     database_answers,
     free_port,
+    register,
     running_cluster,
     wait_for,
 )
@@ -274,6 +275,11 @@ def _cancelled_and_stays_so(cluster: Cluster, job_id: str, run_s: float) -> None
     )
 
 
+def _cancel(cluster: Cluster, job_id: str) -> None:
+    with cluster.server.client("admin") as admin:
+        assert admin.post(f"/api/admin/jobs/{job_id}/cancel").status_code == 200
+
+
 def test_cancel_stops_the_runners_plugin_and_its_report_is_refused(
     http_only: Cluster, tmp_path: Path
 ) -> None:
@@ -283,13 +289,11 @@ def test_cancel_stops_the_runners_plugin_and_its_report_is_refused(
     polite = http_only.submit("hello_world", params).json()["job_id"]
     http_only.wait_for_status(polite, "in_progress")
 
-    # When `runpack cancel` cancels it
-    cancelled = runpack_cli(http_only, "cancel", polite)
+    # When the admin cancels it
+    _cancel(http_only, polite)
 
-    # Then the command says so, the runner's next heartbeat gets 409, its plugin stops at
-    # its next step, and its error report is refused (409) before the 4 s are over
-    assert cancelled.returncode == 0, cancelled.stderr
-    assert f"Job {polite} cancelled" in cancelled.stdout
+    # Then the runner's next heartbeat gets 409, its plugin stops at its next step, and its
+    # error report is refused (409) before the 4 s are over
     wait_for(
         lambda: f"job {polite}: error answered HTTP 409" in http_only.log_of(runner),
         timeout_s=4,
@@ -303,7 +307,7 @@ def test_cancel_stops_the_runners_plugin_and_its_report_is_refused(
     stubborn = http_only.submit("tally", {"log": str(log), "seconds": 8}).json()["job_id"]
     http_only.wait_for_status(stubborn, "in_progress")
     # When it is cancelled, then it is interrupted after the grace, reporting nothing
-    assert runpack_cli(http_only, "cancel", stubborn).returncode == 0
+    _cancel(http_only, stubborn)
     wait_for(
         lambda: f"job {stubborn}: its plugin went on" in http_only.log_of(runner),
         timeout_s=15,
@@ -312,9 +316,36 @@ def test_cancel_stops_the_runners_plugin_and_its_report_is_refused(
     _cancelled_and_stays_so(http_only, stubborn, 8)
     assert tally_runs(log)[stubborn] == 1
 
-    # And the runner goes on with the next job; cancelling a finished job is an error
+    # And the runner goes on with the next job
     done = http_only.submit("hello_world", {**params, "processing_time": 0.2}).json()["job_id"]
     assert http_only.wait_for_status(done, "completed", "failed")["status"] == "completed"
-    refused = runpack_cli(http_only, "cancel", done)
-    assert refused.returncode == 2 and "already completed" in refused.stderr
     assert runner.poll() is None
+
+
+def test_runpack_cancel_cancels_and_explains_a_refusal(http_only: Cluster) -> None:
+    # Given a pending job (a type nothing serves) and a completed one
+    pending = http_only.submit("unserved", {"n": uuid.uuid4().hex}).json()["job_id"]
+    runner_id = register(http_only.server, ["unserved"])
+    finished = http_only.submit("unserved", {"n": uuid.uuid4().hex}).json()["job_id"]
+    with http_only.server.client("runner", runner_id) as runner:
+        runner.post(f"/api/runner/jobs/{finished}/claim")
+        runner.post(f"/api/runner/jobs/{finished}/complete", json={"output_data": {}})
+
+    # When `runpack cancel` is run on each
+    cancelled = runpack_cli(http_only, "cancel", pending)
+    refused = runpack_cli(http_only, "cancel", finished)
+
+    # Then the first says so and the job failed "cancelled"; the second exits 2 with one
+    # line giving the server's reason
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"Job {pending} cancelled" in cancelled.stdout
+    assert (http_only.job(pending)["status"], http_only.job(pending)["error_message"]) == (
+        "failed",
+        "cancelled",
+    )
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert lines[0].endswith(
+        f"job {finished} is already completed: only a pending or running job can be cancelled"
+    )

@@ -210,7 +210,10 @@ def test_cancel_terminates_a_running_task_and_its_job_stays_cancelled(cluster: C
     params = {"name": f"Cancel {uuid.uuid4().hex[:6]}", "processing_time": 6}
     job_id = cluster.submit("hello_world", params).json()["job_id"]
     running = cluster.wait_for_status(job_id, "in_progress")
-    worker = next(p for p in cluster.processes if "worker" in cluster.log_paths[p.pid].name)
+    node = running["claimed_by"]
+    worker = next(
+        p for p in workers(cluster) if f"registered as runner {node}" in cluster.log_of(p)
+    )
 
     # When the admin cancels it
     with cluster.server.client("admin") as admin:

@@ -302,8 +302,20 @@ def test_cancel_stops_the_runners_plugin_and_its_report_is_refused(
     assert f"job {polite} was cancelled" in http_only.log_of(runner)
     _cancelled_and_stays_so(http_only, polite, 4)
 
-    # Given a plugin that ignores the cancellation (tally, 8 s)
+    # Given a plugin that ignores the cancellation and ends within the grace (tally, 3 s)
     log = tmp_path / "tally.log"
+    late = http_only.submit("tally", {"log": str(log), "seconds": 3}).json()["job_id"]
+    http_only.wait_for_status(late, "in_progress")
+    # When it is cancelled, then its completion is refused (409) and dropped
+    _cancel(http_only, late)
+    wait_for(
+        lambda: f"job {late}: complete answered HTTP 409" in http_only.log_of(runner),
+        timeout_s=10,
+        what="the late completion to be refused",
+    )
+    _cancelled_and_stays_so(http_only, late, 3)
+
+    # Given a plugin that ignores the cancellation past the grace (tally, 8 s)
     stubborn = http_only.submit("tally", {"log": str(log), "seconds": 8}).json()["job_id"]
     http_only.wait_for_status(stubborn, "in_progress")
     # When it is cancelled, then it is interrupted after the grace, reporting nothing

@@ -19,7 +19,6 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.concurrency.asynpool import AsynPool
 from celery.worker import control
 from celery.worker import state as worker_state
 
@@ -42,6 +41,8 @@ def running_task_ids(job_id: str) -> list[str]:
 
 def can_terminate(pool: Any) -> bool:
     """Whether a worker's pool can terminate one task safely (see the module docstring)."""
+    from celery.concurrency.asynpool import AsynPool  # prefork's; only workers need it
+
     return isinstance(getattr(pool, "_pool", None), AsynPool)
 
 

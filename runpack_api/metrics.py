@@ -4,6 +4,7 @@ state (completions, failures, queue depth, durations, heartbeat lag) read at scr
 
 Counts read from the table are the same whichever API process is scraped and survive
 restarts; they are cached for a few seconds so frequent scrapes cost one set of queries.
+What beat's retention deleted is read from the counts beat shares (``shared_counts``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from sqlalchemy import Engine
 
 from runpack_tasks.jobstore import queries
 from runpack_tasks.jobstore.models import JobStatus
+from runpack_tasks.retention import deleted_totals
+from runpack_tasks.shared_counts import SharedCounts
 
 #: Seconds a scrape's reading of the table is reused.
 SCRAPE_CACHE_S = 5.0
@@ -102,10 +105,31 @@ class StoreCollector(Collector):
         return [completed, failed, pending, durations, lag]
 
 
+class RetentionCollector(Collector):
+    """``runpack_retention_deleted_total{kind}``: rows beat's retention deleted."""
+
+    def __init__(self, counts: SharedCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        deleted = CounterMetricFamily(
+            "runpack_retention_deleted",
+            "Rows retention deleted: jobs by the state they finished in, and runners",
+            labels=["kind"],
+        )
+        try:
+            totals = deleted_totals(self._counts)
+        except Exception:  # the shared store away: leave the family out of this scrape
+            return
+        for kind, count in totals.items():
+            deleted.add_metric([kind], count)
+        yield deleted
+
+
 class Metrics:
     """One API process's registry."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, counts: SharedCounts | None = None) -> None:
         self.registry = CollectorRegistry()
         self.type_label = TypeLabels()
         self.submissions = Counter(
@@ -128,6 +152,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(StoreCollector(engine))
+        if counts is not None:
+            self.registry.register(RetentionCollector(counts))
         #: Each counter's child per label (at most MAX_TYPE_LABELS + 1 per counter).
         self._children: dict[tuple[Counter, str], Any] = {}
 

@@ -17,6 +17,7 @@ from runpack_tasks.celery_app import make_celery
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.publisher import Publisher
 from runpack_tasks.settings import RunpackSettings
+from runpack_tasks.shared_counts import shared_counts
 
 
 class PendingSignal:
@@ -63,7 +64,7 @@ class Runtime:
             results=ResultCache(settings.result_cache_ttl_s, settings.result_cache_bytes),
             rate_limits=RateLimits(settings),
             publisher=Publisher(make_celery(settings), engine, settings.runner_active_s),
-            metrics=Metrics(engine),
+            metrics=Metrics(engine, shared_counts(settings)),
             plugins=installed_plugins(),
             validity=Validity(settings),
         )

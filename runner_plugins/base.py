@@ -26,6 +26,11 @@ class JobContext(Protocol):
     def heartbeat(self) -> None:
         """Tell the server the job is alive without changing its progress."""
 
+    def is_cancelled(self) -> bool:
+        """True once the job was cancelled (or is no longer this runner's), as learnt from
+        the answer to a heartbeat: a long plugin should poll it and stop (return or raise;
+        what it reports is refused). One that ignores it is stopped or abandoned."""
+
 
 class Plugin(ABC):
     """A job type. Subclass it, set ``name`` and ``version``, implement ``run``.

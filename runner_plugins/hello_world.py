@@ -36,6 +36,9 @@ class HelloWorld(Plugin):
             time.sleep(params["processing_time"] / STEPS)
             ctx.progress(step, STEPS)
             ctx.log(f"Step {step}/{STEPS}")
+            if ctx.is_cancelled():  # its result would be refused: stop now
+                ctx.log("Cancelled")
+                raise RuntimeError("cancelled")
             if params["test_exception"] and step == STEPS // 2:
                 raise RuntimeError("Test exception requested")
         greeting = f"Hello, {params['name']}!"

@@ -15,6 +15,7 @@ from runpack_api.schemas import (
     JobList,
     JobRequest,
     JobStatusResponse,
+    Outcome,
     RunnerDetail,
     RunnerList,
     Stats,
@@ -219,6 +220,11 @@ class RunpackClient:
     def job(self, job_id: str) -> JobDetail:
         """Everything stored about a job."""
         return self._call("admin", "GET", f"/api/admin/jobs/{job_id}", JobDetail)
+
+    def cancel(self, job_id: str) -> Outcome:
+        """Fail a pending or running job with "cancelled" (RunpackAPIError 409 if it
+        already finished, 404 if there is no such job)."""
+        return self._call("admin", "POST", f"/api/admin/jobs/{job_id}/cancel", Outcome)
 
     def runners(self, *, limit: int = 100, offset: int = 0) -> RunnerList:
         """A page of HTTP runners and Celery workers, most recently seen first."""

@@ -4,7 +4,8 @@ state (completions, failures, queue depth, durations, heartbeat lag) read at scr
 
 Counts read from the table are the same whichever API process is scraped and survive
 restarts; they are cached for a few seconds so frequent scrapes cost one set of queries,
-read again in the background so no scrape waits for them but the first.
+read again in the background so no scrape waits for them but the first. What beat's
+retention deleted is read from the counts beat shares (``shared_counts``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from sqlalchemy import Engine
 from runpack_api.counts import TableCounts
 from runpack_tasks.jobstore import queries
 from runpack_tasks.jobstore.models import JobStatus
+from runpack_tasks.retention import deleted_totals
+from runpack_tasks.shared_counts import SharedCounts
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +125,33 @@ class StoreCollector(Collector):
         return [completed, failed, pending, durations, lag]
 
 
+class RetentionCollector(Collector):
+    """``runpack_retention_deleted_total{kind}``: rows beat's retention deleted."""
+
+    def __init__(self, counts: SharedCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        deleted = CounterMetricFamily(
+            "runpack_retention_deleted",
+            "Rows retention deleted: jobs by the state they finished in, and runners",
+            labels=["kind"],
+        )
+        try:
+            totals = deleted_totals(self._counts)
+        except Exception:  # the shared store away: leave the family out of this scrape
+            return
+        for kind, count in totals.items():
+            deleted.add_metric([kind], count)
+        yield deleted
+
+
 class Metrics:
     """One API process's registry."""
 
-    def __init__(self, engine: Engine, counts: TableCounts) -> None:
+    def __init__(
+        self, engine: Engine, counts: TableCounts, shared: SharedCounts | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         self.type_label = TypeLabels()
         self.submissions = Counter(
@@ -148,6 +174,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(StoreCollector(engine, counts))
+        if shared is not None:
+            self.registry.register(RetentionCollector(shared))
         self.long_polls = Gauge(
             "runpack_long_polls_waiting",
             "Runner long polls waiting for a job in this API process",

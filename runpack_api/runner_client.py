@@ -13,8 +13,14 @@ final: it is logged once (the job, the route, the server's message) and the runn
 on with the next job. A result the server refuses (400 or 413) is reported as the job's
 error instead ("the server refused the result: ..."), so the job fails rather than
 staying claimed until it is reaped. A 404 or 409 on a report means
-the job is no longer this runner's (taken back, deleted, or this runner forgotten): that
-report is dropped.
+the job is no longer this runner's (cancelled, taken back, deleted, or this runner
+forgotten): that report is dropped.
+
+A heartbeat answered 404 or 409 tells the running plugin through its context
+(``ctx.is_cancelled()``); a plugin still running ``CANCEL_GRACE_S`` later is interrupted
+(``JobAbandoned`` is raised in it, as a signal handler raises ``ReleaseRequested``) when the
+runner installed its signal handlers, as ``runpack runner`` does. Either way what the plugin
+would report is refused, and the runner goes on with the next job.
 
 The first SIGTERM (or Ctrl-C) stops taking jobs and lets the current one finish; a second
 one gives the current job back to the queue (release) and exits. On the way out the runner
@@ -29,6 +35,7 @@ import json
 import logging
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +64,10 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 #: Answers that mean a report's job is no longer this runner's.
 NOT_OURS = (404, 409)
+#: How long a plugin may go on after its job was cancelled before it is interrupted.
+CANCEL_GRACE_S = 5.0
+#: The signal the heartbeat thread sends the main thread to interrupt such a plugin.
+ABANDON_SIGNAL = getattr(signal, "SIGUSR1", None)
 #: Answers refusing a result as invalid or too large.
 REFUSED = (400, 413)
 #: The reports whose console output can be left out when the server finds them too large.
@@ -65,6 +76,11 @@ Report = CompleteRequest | ErrorRequest
 
 class ReleaseRequested(BaseException):
     """Raised in the running job by a second SIGTERM (a BaseException: plugins don't catch it)."""
+
+
+class JobAbandoned(BaseException):
+    """Raised in a plugin that goes on after its job was cancelled (see the module's
+    docstring); a BaseException, so a plugin's ``except Exception`` does not keep it."""
 
 
 class ServerRefused(RuntimeError):
@@ -146,6 +162,9 @@ class HttpRunner:
         #: "idle" while polling, "busy" while claiming or reporting, "running" a plugin.
         self._phase = "idle"
         self._current_job: str | None = None
+        #: Whether a cancelled job's plugin may be interrupted (the handler is installed).
+        self._interrupts = False
+        self._abandoning: str | None = None
 
     # -- HTTP with retries ----------------------------------------------------------------
 
@@ -326,11 +345,41 @@ class HttpRunner:
 
         return send
 
+    def _job_lost(self, job_id: str) -> None:
+        """A heartbeat found the job cancelled or no longer this runner's: its plugin sees
+        ``ctx.is_cancelled()``, and is interrupted if it still runs after the grace."""
+        log.warning(
+            "job %s was cancelled or is no longer this runner's (its heartbeat was refused): "
+            "stopping its plugin",
+            job_id,
+        )
+        if self._interrupts:
+            timer = threading.Timer(CANCEL_GRACE_S, self._abandon, (job_id,))
+            timer.daemon = True
+            timer.start()
+
+    def _abandon(self, job_id: str) -> None:
+        """Interrupt the main thread if it still runs ``job_id``'s plugin."""
+        if self._phase == "running" and self._current_job == job_id and ABANDON_SIGNAL:
+            self._abandoning = job_id
+            signal.pthread_kill(threading.main_thread().ident or 0, ABANDON_SIGNAL)
+
     def run_job(self, job: dict[str, Any]) -> JobOutcome:
         """Run a claimed job's plugin, heartbeating as it goes."""
+        job_id, sink = job["job_id"], self._heartbeat(job["job_id"])
+        lost = False
+
+        def heartbeat(current: float | None, total: float | None, console: str) -> bool:
+            nonlocal lost
+            ours = sink(current, total, console)
+            if not ours and not lost:
+                lost = True
+                self._job_lost(job_id)
+            return ours
+
         context = RunContext(
-            job["job_id"],
-            self._heartbeat(job["job_id"]),
+            job_id,
+            heartbeat,
             keepalive_s=KEEPALIVE_S,
             max_console_bytes=self.config.limits.max_console_bytes,
         )
@@ -415,11 +464,15 @@ class HttpRunner:
             self._phase = "running"
             try:
                 outcome = self.run_job(job)
+                self._phase = "busy"
             except ReleaseRequested:
                 self._phase = "busy"
                 self.release(job_id)
                 raise
-            self._phase = "busy"
+            except JobAbandoned:
+                self._phase = "busy"
+                log.warning("job %s: its plugin went on after the cancellation: stopped", job_id)
+                return True
             self.report(job_id, outcome)
             return True
         finally:
@@ -478,7 +531,16 @@ class HttpRunner:
         if first:
             log.info("stopping after %s finishes (signal again to release it)", self._current_job)
 
+    def on_abandon_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        """Interrupt the plugin of a cancelled job (sent by ``_abandon``)."""
+        if self._phase == "running" and self._abandoning == self._current_job:
+            raise JobAbandoned
+
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop the runner as described above."""
+        """SIGTERM and SIGINT stop the runner as described above; SIGUSR1 interrupts a
+        cancelled job's plugin."""
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
+        if ABANDON_SIGNAL is not None:
+            signal.signal(ABANDON_SIGNAL, self.on_abandon_signal)
+            self._interrupts = True

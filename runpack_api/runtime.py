@@ -17,6 +17,7 @@ from runpack_tasks.celery_app import make_celery
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.publisher import Publisher
 from runpack_tasks.settings import RunpackSettings
+from runpack_tasks.shared_counts import shared_counts
 from runpack_tasks.wakeups import wakeups_for
 
 
@@ -44,7 +45,7 @@ class Runtime:
         """Build the runtime for ``settings`` (opens no connection yet)."""
         engine = create_db_engine(settings.database_url)
         counts = TableCounts(engine, settings.counts_cache_s)
-        metrics = Metrics(engine, counts)
+        metrics = Metrics(engine, counts, shared_counts(settings))
         pending = PendingSignal(wakeups_for(settings), settings.wakeup_poll_s)
         metrics.long_polls.set_function(lambda: pending.waiting)
         return cls(

@@ -86,7 +86,9 @@ def make_celery(settings: RunpackSettings) -> Celery:
         },
     )
     app.runpack_settings = settings  # type: ignore[attr-defined]
-    # The task, and the signal receivers that finish jobs and register workers.
+    # The task, the signal receivers that finish jobs and register workers, and the
+    # control command that stops a cancelled job's task.
+    import runpack_tasks.cancel
     import runpack_tasks.presence
     import runpack_tasks.signals
     import runpack_tasks.tasks  # noqa: F401

@@ -81,6 +81,11 @@ class RunContext:
         with self._lock:
             self._dirty = True
 
+    def is_cancelled(self) -> bool:
+        """True once a heartbeat was refused: the job was cancelled, or is no longer this
+        runner's. A plugin may poll it and stop; whatever it reports then is refused."""
+        return not self.still_ours
+
     # -- the runner's side ---------------------------------------------------------------
 
     @property

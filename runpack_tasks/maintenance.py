@@ -1,4 +1,5 @@
-"""Beat's periodic work: reap stale claims, and publish pending jobs that have no message.
+"""Beat's periodic work: reap stale claims, publish pending jobs that have no message, and
+apply retention (``retention.py``).
 
 A pending job needs a message when none was ever sent (the broker was down at submit,
 or no worker served its type then), or when its message was lost (a broker flushed, a
@@ -21,6 +22,7 @@ from sqlalchemy import Engine
 from runpack_tasks.jobstore import lifecycle
 from runpack_tasks.jobstore.models import JOBS, JobStatus, now_ms
 from runpack_tasks.publisher import Publisher
+from runpack_tasks.retention import RetentionReport, apply_retention
 from runpack_tasks.routing import queue_for
 from runpack_tasks.settings import RunpackSettings
 
@@ -39,6 +41,7 @@ class MaintenanceReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    retention: RetentionReport = field(default_factory=RetentionReport)
 
 
 def queue_depth(app: Celery, job_type: str) -> int:
@@ -96,7 +99,7 @@ def _needing_messages(engine: Engine, app: Celery, job_type: str) -> list[str]:
 def maintain(
     settings: RunpackSettings, engine: Engine, app: Celery, publisher: Publisher
 ) -> MaintenanceReport:
-    """One round: reap, then publish what needs a message."""
+    """One round: reap, publish what needs a message, then delete what retention allows."""
     reaped = lifecycle.reap(
         engine, heartbeat_timeout_s=settings.heartbeat_timeout_s, max_attempts=settings.max_attempts
     )
@@ -104,6 +107,7 @@ def maintain(
     for job_type in sorted(publisher.served.get().celery):
         ids = _needing_messages(engine, app, job_type)
         report.published += publisher.publish([(job_id, job_type) for job_id in ids])
+    report.retention = apply_retention(settings, engine)
     if report.requeued or report.failed or report.published:
         log.info(
             "maintenance: %d requeued, %d failed (timed out), %d published",

@@ -47,6 +47,11 @@ class Publisher:
         self._outbox: SimpleQueue[tuple[str, str] | None] = SimpleQueue()
         self._sender: threading.Thread | None = None
 
+    @property
+    def app(self) -> Celery:
+        """The Celery app messages are sent through."""
+        return self._app
+
     def _queue(self, job_type: str) -> Queue:
         queue = self._queues.get(job_type)
         if queue is None:

@@ -49,6 +49,13 @@ class RunpackSettings(BaseSettings):
     reap_interval_s: float = Field(15, gt=0)
     max_attempts: int = Field(3, ge=1)
 
+    #: Retention (beat deletes finished rows older than this; 0 or unset keeps them):
+    #: completed jobs are the cache, kept unless asked; failed and expired jobs for a week,
+    #: and runners unseen for a week that hold no claim.
+    retain_completed_s: float | None = Field(None, ge=0)
+    retain_failed_s: float | None = Field(7 * 24 * 3600, ge=0)
+    retain_runners_s: float | None = Field(7 * 24 * 3600, ge=0)
+
     rate_submit: str = "10/minute"
     rate_status: str = "60/minute"
     rate_runner: str = "120/minute"

@@ -1,5 +1,5 @@
-"""Client commands: ``runner`` (an HTTP runner), ``submit``, ``status``, ``jobs``, ``runners``,
-``stats``. URL and keys come from the environment or flags."""
+"""Client commands: ``runner`` (an HTTP runner), ``submit``, ``status``, ``cancel``, ``jobs``,
+``runners``, ``stats``. URL and keys come from the environment or flags."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ AdminKeyOption = Annotated[
         help="The admin key (the runner key can read too).",
     ),
 ]
+AdminWriteKeyOption = Annotated[
+    str | None, typer.Option("--key", envvar="RUNPACK_ADMIN_API_KEY", help="The admin key.")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 
 #: Exit code when the job failed or expired (0: completed; 2: a usage or API error).
@@ -51,6 +54,7 @@ EXIT_JOB_FAILED = 1
 KEY_SOURCES = {
     "submit": "RUNPACK_SUBMIT_API_KEY",
     "admin": "RUNPACK_ADMIN_API_KEY (or RUNPACK_RUNNER_API_KEY, which can read)",
+    "admin write": "RUNPACK_ADMIN_API_KEY",
     "runner": "RUNPACK_RUNNER_API_KEY",
 }
 
@@ -268,6 +272,24 @@ def status(
         raise typer.Exit(EXIT_JOB_FAILED)
 
 
+def cancel(
+    job_id: Annotated[str, typer.Argument(help="The job id.")],
+    url: UrlOption = DEFAULT_API_URL,
+    key: AdminWriteKeyOption = None,
+    json_mode: JsonOption = False,
+) -> None:
+    """Cancel a pending or running job: it fails with "cancelled" and its runner stops it."""
+    from runpack_api.client import RunpackClient
+
+    key = require_key(key, "admin write")
+    with api_errors(), RunpackClient(url, admin_key=key) as client:
+        done = client.cancel(job_id)
+    if json_mode:
+        _print_json(done)
+    else:
+        out.print(f'{done.message}: it is now failed ("cancelled")', highlight=False)
+
+
 def _admin_view(url: str, key: str | None, fetch: Callable[[Any], Any], json_mode: bool) -> Any:
     """Run an admin call; print it as JSON with --json (returning None), else return it."""
     from runpack_api.client import RunpackClient
@@ -372,5 +394,5 @@ def stats(
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to ``app``."""
-    for command in (runner, submit, status, jobs, runners, stats):
+    for command in (runner, submit, status, cancel, jobs, runners, stats):
         app.command()(command)

@@ -1,11 +1,13 @@
-"""Admin routes: list and inspect jobs and runners, system stats, expire and delete jobs."""
+"""Admin routes: list and inspect jobs and runners, system stats, expire, cancel and delete
+jobs."""
 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 from starlette.concurrency import run_in_threadpool
 
 from runpack_api import presenters
@@ -26,6 +28,7 @@ from runpack_api.schemas import (
     JobTypeInfo,
     JobTypeList,
     MinuteCount,
+    Outcome,
     PathId,
     RunnerCounts,
     RunnerDetail,
@@ -34,15 +37,17 @@ from runpack_api.schemas import (
     SubmissionCounts,
     Throughput,
 )
+from runpack_tasks.cancel import revoke_job
 from runpack_tasks.errors import InvalidRequest, JobNotFound, RunnerNotFound, TransitionRejected
 from runpack_tasks.jobstore import lifecycle, queries
-from runpack_tasks.jobstore.models import JobStatus, now_ms
+from runpack_tasks.jobstore.models import JobRow, JobStatus, RunnerKind, now_ms
 from runpack_tasks.jobstore.payloads import MAX_SAFE_INTEGER
 
 router = APIRouter(
     route_class=OrjsonRoute,
     responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
 )
+log = logging.getLogger(__name__)
 MAX_PAGE = 500
 #: Runners listed when no ``limit`` is given.
 RUNNER_PAGE = 100
@@ -194,6 +199,40 @@ async def throughput(runtime: AdminRate, minutes: Annotated[int, Query(ge=1, le=
     return Throughput(
         per_minute=[MinuteCount(minute=m, completed=counts.get(m, 0)) for m in minutes_ms]
     )
+
+
+def _stop_celery_task(runtime: Any, job: JobRow) -> None:
+    """Have the Celery worker that claimed a cancelled job terminate its task."""
+    runner = queries.runner_by_id(runtime.engine, job.claimed_by or "")
+    if runner is None or runner.kind != RunnerKind.CELERY.value:
+        return  # an HTTP runner learns it from the 409 of its next heartbeat
+    try:
+        revoke_job(runtime.publisher.app, job.id, runner.id)
+    except Exception as exc:  # kombu raises transport-specific errors
+        log.warning("job %s cancelled, but its worker could not be told: %s", job.id, exc)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=Outcome,
+    dependencies=[AdminKey],
+    responses={409: {"model": ErrorBody, "description": "The job already finished"}},
+)
+async def cancel_job(job_id: PathId, runtime: AdminRate, background: BackgroundTasks) -> Any:
+    """Fail a pending or running job with "cancelled"; its Celery task is terminated, its
+    HTTP runner told by the 409 of its next heartbeat."""
+    job = await run_in_threadpool(lifecycle.cancel, runtime.engine, job_id)
+    if job is None:
+        found = await run_in_threadpool(queries.job_by_id, runtime.engine, job_id)
+        if found is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        raise TransitionRejected(
+            f"job {job_id} is already {found.status}: only a pending or running job can be "
+            "cancelled"
+        )
+    if job.claimed_by is not None:
+        background.add_task(_stop_celery_task, runtime, job)
+    return Outcome(success=True, message=f"Job {job_id} cancelled")
 
 
 async def _delete(runtime: Any, job_ids: list[str]) -> set[str]:

@@ -30,6 +30,14 @@ from runpack_tasks.jobstore.models import (
 from runpack_tasks.jobstore.statements import Statement
 
 TIMED_OUT_MESSAGE = "timed out: no heartbeat for {timeout_s:g} s"
+#: The error a cancelled job ends with.
+CANCELLED_MESSAGE = "cancelled"
+#: What ``cancel`` accepts: a job not finished yet.
+CANCELLABLE_STATUSES = (JobStatus.PENDING, *ACTIVE_STATUSES)
+#: What retention deletes: finished jobs.
+FINISHED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED)
+#: Rows one retention statement deletes at most, so no statement holds its locks long.
+RETENTION_BATCH = 1_000
 _RESUBMITTABLE_VALUES = frozenset(status.value for status in RESUBMITTABLE_STATUSES)
 
 
@@ -174,6 +182,14 @@ _RELEASE = _transition(
     claimed_by=None,
     claimed_at=None,
     last_heartbeat=None,
+    updated_at=_param("now"),
+)
+_CANCEL = _transition(
+    CANCELLABLE_STATUSES,
+    owner=False,
+    status=JobStatus.FAILED.value,
+    error_message=CANCELLED_MESSAGE,
+    finished_at=_param("now"),
     updated_at=_param("now"),
 )
 _EXPIRE = _transition(
@@ -418,6 +434,50 @@ def expire_matching(
         expired += count
         if count == 0:  # not "< EXPIRE_BATCH": a batch shrinks when rows change meanwhile
             return expired
+
+
+def cancel(engine: Engine, job_id: str) -> JobRow | None:
+    """pending/claimed/in_progress -> failed ("cancelled"), whoever holds it; the claimer's
+    later reports find the job no longer active and are refused. ``claimed_by`` is kept,
+    so the caller can tell the claimer to stop."""
+    return queries.first_job(_CANCEL, engine, job_id=job_id, now=now_ms())
+
+
+def retention_statement(
+    status: JobStatus, cutoff_ms: int, limit: int = RETENTION_BATCH, *, unfinished: bool = False
+) -> Any:
+    """``DELETE FROM jobs WHERE id IN (SELECT id ... LIMIT limit)``: jobs in a finished
+    ``status`` whose ``finished_at`` is before ``cutoff_ms`` (with ``unfinished``: whose
+    ``finished_at`` is NULL and ``updated_at`` before it). The select reads
+    ix_jobs_status_finished."""
+    if status not in FINISHED_STATUSES:
+        raise ValueError(f"retention never deletes {status.value} jobs")
+    in_status = JOBS.c.status == status.value
+    age = (
+        sa.and_(JOBS.c.finished_at.is_(None), JOBS.c.updated_at < cutoff_ms)
+        if unfinished
+        else JOBS.c.finished_at < cutoff_ms
+    )
+    ids = sa.select(JOBS.c.id).where(in_status, age).limit(limit)
+    # checked again on the row deleted: a job resubmitted since the select read it is
+    # pending (or finished again, recently), and stays
+    return sa.delete(JOBS).where(JOBS.c.id.in_(ids), in_status, age)
+
+
+def delete_finished(
+    engine: Engine,
+    status: JobStatus,
+    cutoff_ms: int,
+    limit: int = RETENTION_BATCH,
+    *,
+    unfinished: bool = False,
+) -> int:
+    """Retention (SPEC §8): delete up to ``limit`` jobs in a finished ``status`` that
+    finished before ``cutoff_ms`` (see ``retention_statement``); returns how many. A
+    pending or running job is never deleted."""
+    statement = retention_statement(status, cutoff_ms, limit, unfinished=unfinished)
+    with engine.begin() as conn:
+        return int(conn.execute(statement).rowcount)
 
 
 def delete(engine: Engine, job_ids: Iterable[str]) -> set[str]:

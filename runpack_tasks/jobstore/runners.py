@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.engine import Row
 
-from runpack_tasks.jobstore.models import RUNNERS, RunnerKind, now_ms
+from runpack_tasks.jobstore.models import ACTIVE_STATUSES, JOBS, RUNNERS, RunnerKind, now_ms
 
 
 def register(
@@ -104,3 +104,24 @@ def active_since(cutoff_ms: int) -> sa.ColumnElement[bool]:
 def is_active(runner: Row[Any], cutoff_ms: int) -> bool:
     """``active_since`` for a runner row already read."""
     return runner.stopped_at is None and bool(runner.last_seen >= cutoff_ms)
+
+
+def stale_statement(cutoff_ms: int, limit: int) -> Any:
+    """``DELETE FROM runners WHERE id IN (SELECT id ... LIMIT limit)``: runners last seen
+    before ``cutoff_ms`` that hold no claimed or running job (ix_runners_last_seen, and
+    ix_jobs_claimed_by_updated for the claims)."""
+    claims = sa.exists().where(
+        JOBS.c.claimed_by == RUNNERS.c.id,
+        JOBS.c.status.in_([status.value for status in ACTIVE_STATUSES]),
+    )
+    stale = RUNNERS.c.last_seen < cutoff_ms
+    ids = sa.select(RUNNERS.c.id).where(stale, ~claims).limit(limit)
+    # staleness is checked again on the row deleted: a runner heard from since is kept
+    return sa.delete(RUNNERS).where(RUNNERS.c.id.in_(ids), stale)
+
+
+def delete_stale(engine: Engine, cutoff_ms: int, limit: int) -> int:
+    """Retention (SPEC §8): delete up to ``limit`` runners unseen since ``cutoff_ms`` that
+    hold no active claim; returns how many."""
+    with engine.begin() as conn:
+        return int(conn.execute(stale_statement(cutoff_ms, limit)).rowcount)

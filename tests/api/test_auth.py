@@ -83,6 +83,7 @@ ROUTES = [
     Route("GET", "/api/admin/stats", ADMIN_OR_RUNNER),
     Route("DELETE", "/api/admin/jobs/{job}", ADMIN_ONLY, job="pending"),
     Route("POST", "/api/admin/jobs/batch-delete", ADMIN_ONLY, job="pending"),
+    Route("POST", "/api/admin/jobs/{job}/cancel", ADMIN_ONLY, job="pending"),
 ]
 
 

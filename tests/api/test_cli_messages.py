@@ -108,6 +108,7 @@ def assert_one_line(code: int, stderr: str, *expected: str) -> None:
 CLIENT_COMMANDS = [
     ["submit", "hello_world", "name=Ada"],
     ["status", "some-job"],
+    ["cancel", "some-job"],
     ["jobs"],
     ["runners"],
     ["stats"],
@@ -176,6 +177,7 @@ def test_every_client_command_explains_an_api_it_cannot_use(
         (["submit", "hello_world"], "RUNPACK_SUBMIT_API_KEY"),
         (["status", "some-job"], "RUNPACK_SUBMIT_API_KEY"),
         (["jobs"], "RUNPACK_ADMIN_API_KEY"),
+        (["cancel", "some-job"], "RUNPACK_ADMIN_API_KEY"),
         (["runner"], "RUNPACK_RUNNER_API_KEY"),
     ],
 )

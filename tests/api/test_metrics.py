@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine
 
-from tests.support import ApiServer, register, submit, wait_for
+from runpack_tasks.jobstore.models import JOBS
+from runpack_tasks.retention import apply_retention
+from tests.support import ApiServer, InProcessServer, register, submit, wait_for
 
 
 def scrape(server: ApiServer, job_type: str) -> dict[str, float]:
@@ -63,3 +67,48 @@ def test_counters_move_by_what_happened(server: ApiServer) -> None:
     assert samples["runpack_job_duration_seconds_bucket[+Inf]"] == 2
     assert samples["runpack_job_duration_seconds_bucket[300.0]"] == 2
     assert samples["runpack_heartbeat_lag_seconds"] >= 0
+
+
+def retention_samples(server: ApiServer) -> dict[str, float]:
+    """``runpack_retention_deleted_total`` by kind."""
+    with server.client() as prometheus:
+        text = prometheus.get("/metrics").text
+    return {
+        sample.labels["kind"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "runpack_retention_deleted"
+        for sample in family.samples
+        if sample.name == "runpack_retention_deleted_total"
+    }
+
+
+def test_what_beats_retention_deleted_is_counted_by_kind(
+    server: InProcessServer, server_engine: Engine
+) -> None:
+    # Given a completed and a failed job finished long ago, and retention of 60 s
+    settings = server.app.state.runtime.settings.model_copy(
+        update={"retain_completed_s": 60, "retain_failed_s": 60, "retain_runners_s": None}
+    )
+    before = retention_samples(server)
+    assert set(before) == {"completed", "failed", "expired", "runners"}
+    job_type = f"m{uuid.uuid4().hex[:10]}"
+    runner_id = register(server, [job_type])
+    ids = [submit(server, job_type, {"n": n}).json()["job_id"] for n in range(2)]
+    with server.client("runner", runner_id) as runner:
+        for job_id in ids:
+            runner.post(f"/api/runner/jobs/{job_id}/claim")
+        runner.post(f"/api/runner/jobs/{ids[0]}/complete", json={"output_data": {}})
+        runner.post(f"/api/runner/jobs/{ids[1]}/error", json={"error_message": "x"})
+    with server_engine.begin() as conn:
+        conn.execute(sa.update(JOBS).where(JOBS.c.id.in_(ids)).values(finished_at=1))
+
+    # When a retention round runs where beat would (another process: the counts are shared
+    # through the broker's store, not this process's memory)
+    report = apply_retention(settings, server_engine)
+
+    # Then /metrics counts what it deleted by kind, on top of what was counted before
+    assert report.deleted == {"completed": 1, "failed": 1}
+    after = retention_samples(server)
+    assert after["completed"] - before["completed"] == 1
+    assert after["failed"] - before["failed"] == 1
+    assert after["expired"] == before["expired"] and after["runners"] == before["runners"]

@@ -284,3 +284,22 @@ def test_an_admin_expires_a_job_from_its_page_and_the_overview_shows_compute_sav
     page.wait_for_function("() => document.getElementById('job-status').textContent === 'expired'")
     page.goto(f"{cluster.server.url}/jobs?status=expired")
     page.wait_for_selector(f"#jobs-table tbody tr >> text={job_id}")
+
+
+def test_the_job_page_cancels_a_pending_job(page: Any, cluster: Cluster) -> None:
+    # Given a pending job of a type nothing serves, open on its page
+    job_id = cluster.submit("unserved", {"n": uuid.uuid4().hex}).json()["job_id"]
+    page.goto(f"{cluster.server.url}/jobs/{job_id}")
+    page.wait_for_function("() => document.getElementById('job-status').textContent === 'pending'")
+    assert page.is_visible("#cancel")
+
+    # When the person cancels it and confirms (the confirmation answered yes in the page:
+    # the fixture refuses any dialog that opens)
+    page.evaluate("() => { window.confirm = () => true; }")
+    page.click("#cancel")
+
+    # Then the page shows it failed with "cancelled", and the button is gone
+    page.wait_for_function("() => document.getElementById('job-status').textContent === 'failed'")
+    assert page.text_content("#job-error") == "cancelled"
+    assert page.text_content("#action-result") == f"Job {job_id} cancelled"
+    assert not page.is_visible("#cancel")

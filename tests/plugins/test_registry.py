@@ -19,9 +19,11 @@ class RecordingContext:
 
     job_id = "test-job"
 
-    def __init__(self) -> None:
+    def __init__(self, cancelled_after: int | None = None) -> None:
         self.progress_seen: list[tuple[int, int | None]] = []
         self.lines: list[str] = []
+        #: Progress reports after which the context says the job was cancelled.
+        self.cancelled_after = cancelled_after
 
     def progress(self, current: int, total: int | None = None) -> None:
         self.progress_seen.append((current, total))
@@ -31,6 +33,10 @@ class RecordingContext:
 
     def heartbeat(self) -> None:
         pass
+
+    def is_cancelled(self) -> bool:
+        after = self.cancelled_after
+        return after is not None and len(self.progress_seen) >= after
 
 
 def run(job_type: str, params: dict[str, Any]) -> tuple[dict[str, Any], RecordingContext]:
@@ -106,3 +112,12 @@ def test_an_installed_package_adds_its_plugin_through_the_entry_point(tmp_path: 
     listed, detail = done.stdout.splitlines()
     assert listed == "['artifact', 'hello_world', 'noop', 'primes', 'tally']"
     assert detail.startswith("runpack_example_plugin {'log': 'x'")
+
+
+def test_hello_world_stops_at_the_step_after_its_job_is_cancelled() -> None:
+    plugin = get_plugin("hello_world")
+    ctx = RecordingContext(cancelled_after=3)
+    with pytest.raises(RuntimeError, match="cancelled"):
+        plugin.run(plugin.validate({"processing_time": 0}), ctx)
+    assert [current for current, _ in ctx.progress_seen] == [1, 2, 3]
+    assert ctx.lines[-1] == "Cancelled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -202,3 +203,40 @@ def test_a_flushed_broker_loses_no_job(cluster: Cluster) -> None:
     cluster.start_worker()
     for job_id in ids:
         assert cluster.wait_for_status(job_id, "completed", timeout_s=90)["status"] == "completed"
+
+
+def test_cancel_terminates_a_running_task_and_its_job_stays_cancelled(cluster: Cluster) -> None:
+    # Given a worker in the middle of a 6 s hello_world
+    params = {"name": f"Cancel {uuid.uuid4().hex[:6]}", "processing_time": 6}
+    job_id = cluster.submit("hello_world", params).json()["job_id"]
+    running = cluster.wait_for_status(job_id, "in_progress")
+    node = running["claimed_by"]
+    worker = next(
+        p for p in workers(cluster) if f"registered as runner {node}" in cluster.log_of(p)
+    )
+
+    # When the admin cancels it
+    with cluster.server.client("admin") as admin:
+        assert admin.post(f"/api/admin/jobs/{job_id}/cancel").status_code == 200
+
+    # Then the worker that claimed it terminates its task (beside Redis), or tells its
+    # plugin, which stops at its next step (the embedded broker's pool cannot terminate one)
+    expected = "its task" if cluster.broker_url.startswith("redis") else "its plugin is told"
+    wait_for(
+        lambda: f"job {job_id} cancelled: {expected}" in cluster.log_of(worker),
+        timeout_s=10,
+        what="the worker to stop the task",
+    )
+    # And once the job's own 6 s are over it is still failed "cancelled", nothing completed
+    time.sleep(max(0.0, running["created_at"] / 1000 + 7 - time.time()))
+    job = cluster.job(job_id)
+    assert (job["status"], job["error_message"], job["output_data"]) == (
+        "failed",
+        "cancelled",
+        None,
+    )
+    # And the worker goes on: the next job completes, and a resubmit runs the cancelled one
+    quick = cluster.submit("hello_world", {**params, "processing_time": 0.2}).json()["job_id"]
+    assert cluster.wait_for_status(quick, "completed", "failed")["status"] == "completed"
+    again = cluster.submit("hello_world", params)
+    assert again.json()["job_id"] == job_id and again.json()["status"] == "pending"

@@ -178,6 +178,37 @@ def test_expire_matching_expires_completed_jobs_by_filter_in_batches(
     assert queries.job_by_id(engine, pending.id).status == "pending"  # type: ignore[union-attr]
 
 
+def test_cancel_fails_pending_and_running_jobs_and_refuses_the_claimers_reports(
+    engine: Engine,
+) -> None:
+    # Given a pending job, and one claimed and reporting
+    pending = submit(engine, "t", unique_params()).job
+    running = submit(engine, "t", unique_params()).job
+    claim(engine, running.id, "r1")
+    heartbeat(engine, running.id, "r1", progress_current=1, progress_total=2, console_output="x")
+
+    # When both are cancelled
+    cancelled = [lifecycle.cancel(engine, job.id) for job in (pending, running)]
+
+    # Then both failed with "cancelled" and a finish time; the claimer is kept on the row
+    for job in cancelled:
+        assert job is not None and job.status == "failed"
+        assert job.error_message == lifecycle.CANCELLED_MESSAGE and job.finished_at is not None
+    assert cancelled[1] is not None and cancelled[1].claimed_by == "r1"
+    # And the claimer's late reports are refused: the job stays failed "cancelled"
+    assert complete(engine, running.id, "r1", output_data={"v": 1}, console_output=None) is None
+    assert fail(engine, running.id, "r1", error_message="late", console_output=None) is None
+    assert release(engine, running.id, "r1") is None
+    late = queries.job_by_id(engine, running.id)
+    assert late is not None and (late.status, late.error_message) == ("failed", "cancelled")
+    # And a finished job cannot be cancelled
+    assert lifecycle.cancel(engine, running.id) is None
+    assert lifecycle.cancel(engine, "no-such-job") is None
+    # And a resubmit requeues a cancelled job like any failed one
+    again = lifecycle.resubmit(engine, pending.id)
+    assert again is not None and again.status == "pending" and again.error_message is None
+
+
 def test_a_row_deleted_before_it_is_read_is_inserted_again(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -66,8 +66,10 @@ def test_console_output_keeps_the_newest_lines_within_the_limit() -> None:
 def test_a_job_taken_away_is_noticed() -> None:
     sink = Sink(still_ours=False)
     with context(sink) as ctx:
+        assert ctx.is_cancelled() is False  # nothing refused yet
         ctx.progress(1, 2)
     assert ctx.still_ours is False
+    assert ctx.is_cancelled() is True  # what a plugin polls
 
 
 def test_run_plugin_turns_a_plugin_exception_into_the_error() -> None:

@@ -270,6 +270,8 @@ pages.job = () => {
     text("job-output", pretty(job.output_data));
     $("error-panel").hidden = !job.error_message;
     text("job-error", job.error_message);
+    $("cancel").hidden = !["pending", "claimed", "in_progress"].includes(job.status);
+    $("expire").hidden = job.status !== "completed";
     return true;  // keep following: a resubmitted job runs again
   });
   $("resubmit").addEventListener("click", async () => {
@@ -287,6 +289,15 @@ pages.job = () => {
       const answer = await api(keys.get("admin"),
         `/api/admin/jobs/${encodeURIComponent(jobId)}/expire`, { method: "POST" });
       text("action-result", `${answer.message}: its next submit computes it again`);
+    } catch (error) { text("action-result", `Refused: ${error.message}`); }
+  });
+  $("cancel").addEventListener("click", async () => {
+    if (!keys.get("admin")) { text("action-result", "Cancelling needs the admin key."); return; }
+    if (!confirm(`Cancel job ${jobId}?`)) return;
+    try {
+      const answer = await api(keys.get("admin"),
+        `/api/admin/jobs/${encodeURIComponent(jobId)}/cancel`, { method: "POST" });
+      text("action-result", answer.message);
     } catch (error) { text("action-result", `Refused: ${error.message}`); }
   });
   $("delete").addEventListener("click", async () => {

@@ -1,4 +1,4 @@
-"""Runpack's job throughput against raw Celery, and its worker's memory, on a Redis broker.
+"""Runpack's job throughput against raw Celery, and its worker's memory, on Redis or RabbitMQ.
 
 What it measures, in one run:
 
@@ -36,6 +36,11 @@ Run it from the repository root with the venv's Python:
 
     /work/venv/bin/python bench/celery_bench.py                     # defaults: N=2000, 3 reps
     /work/venv/bin/python bench/celery_bench.py --jobs 200 --reps 1 --skip-memory   # quick
+    /work/venv/bin/python bench/celery_bench.py --broker amqp --skip-memory   # RabbitMQ
+
+With ``--broker amqp`` both run on RabbitMQ (``--amqp-url``), each in a vhost made for
+the run with ``rabbitmqctl`` and deleted after it; raw Celery's counter and Runpack's rate
+limits and wake-ups stay on Redis.
 
 Every process it starts is stopped on exit (also on Ctrl-C, SIGTERM and errors), the
 database is dropped, and both Redis databases are flushed. Logs go to a temporary folder,
@@ -77,6 +82,7 @@ from harness import (
     log,
     print_table,
     process_tree,
+    rabbitmq_vhost,
     raise_on_signals,
     runpack_env,
     server_pids,
@@ -97,7 +103,7 @@ WARMUP_JOBS = 20
 MEMORY_FIRST_JOBS = 100
 ACTIVE_STATUSES = ("pending", "claimed", "in_progress")
 #: Process names whose CPU is part of the benchmark wherever they run.
-SERVER_COMMS = {"redis-server": "redis", "postgres": "postgres"}
+SERVER_COMMS = {"redis-server": "redis", "postgres": "postgres", "beam.smp": "rabbitmq"}
 #: Celery workers, whose main process and pool children are counted apart.
 WORKER_GROUPS = {"raw-worker", "rp-worker"}
 
@@ -125,6 +131,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="raw Celery's Redis channel: kombu's own (default), or Runpack's, which reuses "
         "one redis client per channel",
     )
+    add(
+        "--broker",
+        choices=("redis", "amqp"),
+        default="redis",
+        help="the broker of both: Redis (default), or RabbitMQ at --amqp-url, each in a "
+        "vhost of its own made for the run (rabbitmqctl) and deleted after it; the raw "
+        "counter and Runpack's rate limits stay on Redis",
+    )
+    add("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ, no vhost")
     add("--redis-host", default="127.0.0.1:6379", help="host:port of Redis")
     add("--raw-redis-db", type=int, default=12, help="Redis db of raw Celery (flushed)")
     add("--runpack-redis-db", type=int, default=13, help="Redis db of Runpack (flushed)")
@@ -252,22 +267,30 @@ class RawCelery:
         return Timing(first, sent, float(done), done_when_sent)
 
 
-def start_raw_celery(procs: Processes, args: argparse.Namespace) -> RawCelery:
-    broker_url = f"redis://{args.redis_host}/{args.raw_redis_db}"
-    client = redis.Redis.from_url(broker_url)
+def start_raw_celery(
+    procs: Processes, args: argparse.Namespace, stack: contextlib.ExitStack
+) -> RawCelery:
+    counter_url = f"redis://{args.redis_host}/{args.raw_redis_db}"
+    broker_url = counter_url
+    if args.broker == "amqp":
+        broker_url = stack.enter_context(rabbitmq_vhost(args.amqp_url, "raw"))
+    client = redis.Redis.from_url(counter_url)
     client.flushdb()
     queue = f"bench.raw.{secrets.token_hex(4)}"
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "RAW_CELERY_BROKER_URL": broker_url,
+        "RAW_CELERY_COUNTER_URL": counter_url,
         "RAW_CELERY_EVENTS": "1" if args.raw_events else "0",
         "RAW_CELERY_CHANNEL": args.raw_channel,
     }
     argv = [sys.executable, "-m", "celery", "-A", "bench.raw_celery_app", "worker"]
     argv += ["-Q", queue, "--pool", args.pool, "--concurrency", str(args.concurrency)]
     proc = procs.spawn("raw-worker", argv, env)
-    app = make_app(broker_url, events=args.raw_events, channel=args.raw_channel)
+    app = make_app(
+        broker_url, events=args.raw_events, channel=args.raw_channel, counter_url=counter_url
+    )
     raw = RawCelery(broker_url, queue, proc, app, client)
     raw.run(WARMUP_JOBS, "warmup")  # the worker is up once these ran
     return raw
@@ -395,8 +418,12 @@ def start_runpack(
 ) -> Runpack:
     redis.Redis.from_url(f"redis://{args.redis_host}/{args.runpack_redis_db}").flushdb()
     keys = {role: secrets.token_urlsafe(16) for role in ("submit", "runner", "admin")}
-    broker_url = f"redis://{args.redis_host}/{args.runpack_redis_db}"
+    redis_url = f"redis://{args.redis_host}/{args.runpack_redis_db}"
+    broker_url = redis_url
+    if args.broker == "amqp":
+        broker_url = stack.enter_context(rabbitmq_vhost(args.amqp_url, "runpack"))
     env = runpack_env(keys, database_url, broker_url)
+    env["RUNPACK_REDIS_URL"] = redis_url
     cli = [sys.executable, "-m", "runpack_api.cli"]
     port = free_port()
     api_argv = [*cli, "api", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
@@ -545,7 +572,7 @@ def print_header(args: argparse.Namespace) -> None:
         f"celery_bench: N={args.jobs} reps={args.reps} pool={args.pool} "
         f"c={args.concurrency} client threads={args.client_threads} "
         f"api workers={args.api_workers} raw events={args.raw_events} "
-        f"raw channel={args.raw_channel} "
+        f"raw channel={args.raw_channel} broker={args.broker} "
         f"memory={'skip' if args.skip_memory else args.memory_jobs}; "
         f"nproc={os.cpu_count()} loadavg {' '.join(load)}"
     )
@@ -562,7 +589,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> Results:
         database_url = stack.enter_context(fresh_database(args.pg_url))
         stack.callback(procs.stop_all)
         log(f"database {database_url.rsplit('/', 1)[1]}; logs in {log_dir}")
-        raw = start_raw_celery(procs, args)
+        raw = start_raw_celery(procs, args, stack)
         runpack = start_runpack(procs, args, database_url, stack)
         log("raw Celery and Runpack are up and warmed")
         throughput_reps(raw, runpack, args, results)

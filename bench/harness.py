@@ -320,6 +320,23 @@ def fresh_database(admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@contextlib.contextmanager
+def rabbitmq_vhost(amqp_url: str, label: str) -> Iterator[str]:
+    """A new RabbitMQ vhost ``runpack_bench_<label>_<random>`` that guest may use (made and
+    deleted with rabbitmqctl); yields ``amqp_url`` with it."""
+    name = f"runpack_bench_{label}_{secrets.token_hex(4)}"
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+    ctl("add_vhost", name)
+    try:
+        ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"{amqp_url.rstrip('/')}/{name}"
+    finally:
+        ctl("delete_vhost", name)
+
+
 # --- report ---------------------------------------------------------------------------------
 
 

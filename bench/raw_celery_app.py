@@ -13,6 +13,8 @@ The worker is started by the benchmark as::
 and reads its configuration from the environment:
 
 - ``RAW_CELERY_BROKER_URL``  the broker (default ``redis://127.0.0.1:6379/12``)
+- ``RAW_CELERY_COUNTER_URL`` the Redis of the counter (default: the broker, which must
+  then be a Redis; set it when the broker is RabbitMQ)
 - ``RAW_CELERY_PREFETCH``    the prefetch multiplier (default 1)
 - ``RAW_CELERY_EVENTS``      ``1`` to send task events as Runpack does (default 0)
 - ``RAW_CELERY_CHANNEL``     ``runpack`` to use Runpack's Redis channel (one redis client
@@ -35,16 +37,20 @@ TASK_NAME = "bench.raw.noop"
 _counter: tuple[int, redis.Redis] | None = None
 
 
-def counter(broker_url: str) -> redis.Redis:
+def counter(counter_url: str) -> redis.Redis:
     """This process's Redis client for the counter (a forked pool child makes its own)."""
     global _counter
     if _counter is None or _counter[0] != os.getpid():
-        _counter = (os.getpid(), redis.Redis.from_url(broker_url))
+        _counter = (os.getpid(), redis.Redis.from_url(counter_url))
     return _counter[1]
 
 
 def make_app(
-    broker_url: str, prefetch: int = 1, events: bool = False, channel: str = "kombu"
+    broker_url: str,
+    prefetch: int = 1,
+    events: bool = False,
+    channel: str = "kombu",
+    counter_url: str | None = None,
 ) -> Celery:
     """The baseline app; ``events`` adds Runpack's task events (sent, received, ...), and
     ``channel="runpack"`` Runpack's Redis channel."""
@@ -68,7 +74,7 @@ def make_app(
 
     @app.task(name=TASK_NAME, shared=False)  # type: ignore[untyped-decorator]
     def noop(key: str, n: int) -> None:
-        client = counter(broker_url)
+        client = counter(counter_url or broker_url)
         if client.incr(key) == n:
             client.set(f"{key}:done", repr(time.time()))
 
@@ -80,4 +86,5 @@ app = make_app(
     prefetch=int(os.environ.get("RAW_CELERY_PREFETCH", "1")),
     events=os.environ.get("RAW_CELERY_EVENTS", "0") == "1",
     channel=os.environ.get("RAW_CELERY_CHANNEL", "kombu"),
+    counter_url=os.environ.get("RAW_CELERY_COUNTER_URL"),
 )

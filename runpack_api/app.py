@@ -32,6 +32,7 @@ def create_app(settings: RunpackSettings) -> FastAPI:
         # Everything alive now lives as long as the process: keep it out of the collector's
         # full passes, which otherwise pause every request for tens of milliseconds.
         gc.freeze()
+        runtime.pending.start(runtime.engine)
         yield
         runtime.close()
 

@@ -3,18 +3,20 @@ saved, and the job table's
 state (completions, failures, queue depth, durations, heartbeat lag) read at scrape time.
 
 Counts read from the table are the same whichever API process is scraped and survive
-restarts; they are cached for a few seconds so frequent scrapes cost one set of queries.
-What beat's retention deleted is read from the counts beat shares (``shared_counts``).
+restarts; they are cached for a few seconds so frequent scrapes cost one set of queries,
+read again in the background so no scrape waits for them but the first. What beat's
+retention deleted is read from the counts beat shares (``shared_counts``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -24,10 +26,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from runpack_api.counts import TableCounts
 from runpack_tasks.jobstore import queries
 from runpack_tasks.jobstore.models import JobStatus
 from runpack_tasks.retention import deleted_totals
 from runpack_tasks.shared_counts import SharedCounts
+
+log = logging.getLogger(__name__)
 
 #: Seconds a scrape's reading of the table is reused.
 SCRAPE_CACHE_S = 5.0
@@ -52,18 +57,33 @@ class TypeLabels:
 class StoreCollector(Collector):
     """Metrics read from the jobs table."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, counts: TableCounts) -> None:
         self._engine = engine
+        self._counts = counts
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] = (0.0, [])
+        self._refreshing = False
 
     def collect(self) -> Iterator[Metric]:
+        """The last reading; one older than SCRAPE_CACHE_S is read again by a thread while
+        scrapes get it (a scrape waits only for the very first reading)."""
         with self._lock:
             read_at, metrics = self._cached
-            if time.monotonic() - read_at > SCRAPE_CACHE_S:
+            if not read_at:
                 metrics = self._read()
                 self._cached = (time.monotonic(), metrics)
+            elif time.monotonic() - read_at > SCRAPE_CACHE_S and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="runpack-metrics", daemon=True).start()
         yield from metrics
+
+    def _refresh(self) -> None:
+        try:
+            self._cached = (time.monotonic(), self._read())
+        except Exception as exc:  # the last reading stays until one succeeds
+            log.warning("could not read the job table for /metrics: %s", exc)
+        finally:
+            self._refreshing = False
 
     def _read(self) -> list[Metric]:
         completed = CounterMetricFamily(
@@ -75,7 +95,7 @@ class StoreCollector(Collector):
         pending = GaugeMetricFamily(
             "runpack_queue_depth", "Jobs waiting to be claimed, by type", labels=["job_type"]
         )
-        for job_type, status, count in queries.counts_by_type(self._engine):
+        for (job_type, status), count in self._counts.get().items():
             if status == JobStatus.COMPLETED.value:
                 completed.add_metric([job_type], count)
             elif status == JobStatus.FAILED.value:
@@ -129,7 +149,9 @@ class RetentionCollector(Collector):
 class Metrics:
     """One API process's registry."""
 
-    def __init__(self, engine: Engine, counts: SharedCounts | None = None) -> None:
+    def __init__(
+        self, engine: Engine, counts: TableCounts, shared: SharedCounts | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         self.type_label = TypeLabels()
         self.submissions = Counter(
@@ -151,9 +173,14 @@ class Metrics:
             ["job_type"],
             registry=self.registry,
         )
-        self.registry.register(StoreCollector(engine))
-        if counts is not None:
-            self.registry.register(RetentionCollector(counts))
+        self.registry.register(StoreCollector(engine, counts))
+        if shared is not None:
+            self.registry.register(RetentionCollector(shared))
+        self.long_polls = Gauge(
+            "runpack_long_polls_waiting",
+            "Runner long polls waiting for a job in this API process",
+            registry=self.registry,
+        )
         #: Each counter's child per label (at most MAX_TYPE_LABELS + 1 per counter).
         self._children: dict[tuple[Counter, str], Any] = {}
 

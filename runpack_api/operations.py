@@ -203,7 +203,7 @@ async def submit(runtime: Runtime, document: Any) -> Response:
     )
     if not outcome.needs_publish:
         return _kept(runtime, key, stored, answer, verdict)
-    runtime.pending.notify()
+    runtime.pending.notify(job.job_type)
     if publishing:  # sent by the publisher's thread: a slow broker never delays the client
         runtime.publisher.announce(stored.id, job.job_type)
     return raw_json_response(answer, 201 if outcome.created else 200)

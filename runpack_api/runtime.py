@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
 from runner_plugins import Plugin, installed_plugins
+from runpack_api.counts import TableCounts
 from runpack_api.metrics import Metrics
+from runpack_api.pending import PendingSignal
 from runpack_api.ratelimit import RateLimits
 from runpack_api.result_cache import ResultCache
 from runpack_api.validity import Validity
@@ -18,24 +18,7 @@ from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.publisher import Publisher
 from runpack_tasks.settings import RunpackSettings
 from runpack_tasks.shared_counts import shared_counts
-
-
-class PendingSignal:
-    """Wakes long-polling runners in this process when a job becomes pending."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        """A job just became pending here."""
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout_s: float) -> None:
-        """Return on the next notification or after ``timeout_s``."""
-        event = self._event
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout_s)
+from runpack_tasks.wakeups import wakeups_for
 
 
 @dataclass
@@ -52,25 +35,35 @@ class Runtime:
     plugins: dict[str, Plugin]
     #: Judges completed results before they are served.
     validity: Validity
-    pending: PendingSignal = field(default_factory=PendingSignal)
+    #: Wakes this process's long-polling runners, and tells the other API processes.
+    pending: PendingSignal
+    #: Jobs per type and state, read at most every RUNPACK_COUNTS_CACHE_S.
+    counts: TableCounts
 
     @classmethod
     def start(cls, settings: RunpackSettings) -> Runtime:
         """Build the runtime for ``settings`` (opens no connection yet)."""
         engine = create_db_engine(settings.database_url)
+        counts = TableCounts(engine, settings.counts_cache_s)
+        metrics = Metrics(engine, counts, shared_counts(settings))
+        pending = PendingSignal(wakeups_for(settings), settings.wakeup_poll_s)
+        metrics.long_polls.set_function(lambda: pending.waiting)
         return cls(
             settings=settings,
             engine=engine,
             results=ResultCache(settings.result_cache_ttl_s, settings.result_cache_bytes),
             rate_limits=RateLimits(settings),
             publisher=Publisher(make_celery(settings), engine, settings.runner_active_s),
-            metrics=Metrics(engine, shared_counts(settings)),
+            metrics=metrics,
             plugins=installed_plugins(),
             validity=Validity(settings),
+            pending=pending,
+            counts=counts,
         )
 
     def close(self) -> None:
         """Send the messages still queued, then release the database connections."""
+        self.pending.close()
         self.publisher.close()
         self.validity.close()
         self.engine.dispose()

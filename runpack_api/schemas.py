@@ -205,7 +205,10 @@ class JobList(BaseModel):
     """A page of jobs and how many match the filters."""
 
     jobs: list[JobSummary]
+    #: Jobs matching the filters (counted at most ``RUNPACK_COUNTS_CACHE_S`` ago).
     total: int
+    #: Pass as ``before`` for the next page (None on the last page).
+    next_before: str | None = None
 
 
 class JobDetail(JobSummary):

@@ -85,6 +85,12 @@ class RunpackSettings(BaseSettings):
     result_cache_ttl_s: float = Field(5, ge=0)
     #: Memory an API process may spend on cached completed results.
     result_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    #: How often each API process looks for pending jobs its waiting long polls may have
+    #: missed (a lost wake-up); one query per process, only while long polls wait.
+    wakeup_poll_s: float = Field(5, gt=0)
+    #: How long an API process reuses its count of jobs per type and state (admin stats,
+    #: the job list's total, /metrics); 0 counts on every request.
+    counts_cache_s: float = Field(5, ge=0)
 
     #: Seconds a completed result is served after it finished, for plugins that set no
     #: ``result_ttl_s`` (0: forever).

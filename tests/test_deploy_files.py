@@ -406,3 +406,26 @@ def test_dockerignore_keeps_sources_and_drops_local_state() -> None:
         "runpack_api/__pycache__",
     ):
         assert ignored(dropped), f".dockerignore keeps {dropped}"
+
+
+# --- the RabbitMQ override ----------------------------------------------------------------
+
+RABBITMQ_FILE = ROOT / "docker-compose.rabbitmq.yml"
+
+
+def test_the_rabbitmq_override_points_every_role_at_its_rabbitmq_and_keeps_redis() -> None:
+    override = yaml.safe_load(RABBITMQ_FILE.read_text())["services"]
+    assert override["rabbitmq"]["image"].startswith("rabbitmq:")
+    assert has_healthcheck(override["rabbitmq"])
+    assert override["rabbitmq"]["restart"] == "unless-stopped"
+    for role in ROLES:
+        env = environment(override[role])
+        broker = urlsplit(interpolated(env["RUNPACK_BROKER_URL"]))
+        redis_url = urlsplit(env["RUNPACK_REDIS_URL"])
+        assert (broker.scheme, broker.hostname) == ("amqp", "rabbitmq"), role
+        assert redis_url.hostname in services() and redis_url.scheme == "redis", role
+        assert "${RABBITMQ_PASSWORD" in env["RUNPACK_BROKER_URL"], role
+        assert not unknown_settings(set(env)), role
+    for role in ("api", "worker"):
+        assert "rabbitmq" in healthy_dependencies(override[role]), role
+    assert "RABBITMQ_PASSWORD" in {name for name, _, _ in env_example()}

@@ -168,7 +168,7 @@ def worker(
 
 def beat() -> None:
     """Celery beat: reaps stale claims and publishes jobs whose message is missing.
-    Run exactly one."""
+    A second one idles until the first stops."""
     from runpack_tasks.beat import RunpackScheduler
     from runpack_tasks.celery_app import make_celery
 

@@ -57,6 +57,16 @@ def _active_since(runtime: Any) -> int:
     return now_ms() - int(runtime.settings.runner_active_s * 1000)
 
 
+def _cursor(before: str | None) -> tuple[int, str] | None:
+    """``<created_at>:<job_id>`` (a page's ``next_before``) as (created_at, id)."""
+    if before is None:
+        return None
+    created_at, _, job_id = before.partition(":")
+    if not created_at.isdigit() or len(created_at) > 16 or not job_id:
+        raise InvalidRequest("before must be a next_before value: <created_at>:<job_id>")
+    return int(created_at), job_id
+
+
 @router.get("/jobs", response_model=JobList, dependencies=[AdminReadKey])
 async def list_jobs(
     runtime: AdminRate,
@@ -64,14 +74,33 @@ async def list_jobs(
     job_type: JobType | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER)] = 0,
+    before: Annotated[str | None, Query(max_length=300, description="next_before")] = None,
 ) -> Any:
-    """Jobs, newest first, filtered by status and type."""
+    """Jobs, newest first, filtered by status and type. Page with ``before`` (the previous
+    page's ``next_before``): any page costs what the first does, where a large ``offset``
+    reads every row before it."""
+    cursor = _cursor(before)
+    cached = runtime.counts.ttl_s > 0
     page = await run_in_threadpool(
         lambda: queries.list_jobs(
-            runtime.engine, status=status, job_type=job_type, limit=limit, offset=offset
+            runtime.engine,
+            status=status,
+            job_type=job_type,
+            limit=limit,
+            offset=offset,
+            before=cursor,
+            count=not cached,
         )
     )
-    return JobList(jobs=[presenters.job_summary(job) for job in page.rows], total=page.total)
+    total = page.total
+    if cached:
+        total = await run_in_threadpool(runtime.counts.total, status and status.value, job_type)
+    last = page.rows[-1] if len(page.rows) == limit else None
+    return JobList(
+        jobs=[presenters.job_summary(job) for job in page.rows],
+        total=total,
+        next_before=None if last is None else f"{last.created_at}:{last.id}",
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail, dependencies=[AdminReadKey])
@@ -118,7 +147,10 @@ async def runner_detail(runner_id: PathId, runtime: AdminRate) -> Any:
 @router.get("/stats", response_model=Stats, dependencies=[AdminReadKey])
 async def stats(runtime: AdminRate) -> Any:
     """Jobs per state, and runners known and active."""
-    counts = await run_in_threadpool(queries.job_counts, runtime.engine)
+    by_type = await run_in_threadpool(runtime.counts.get)
+    counts = dict.fromkeys(JobStatus, 0)
+    for (_type, status), n in by_type.items():
+        counts[JobStatus(status)] += n
     total, active = await run_in_threadpool(
         queries.runner_counts, runtime.engine, runtime.settings.runner_active_s
     )

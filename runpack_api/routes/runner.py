@@ -44,8 +44,6 @@ REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody},
 }
 MAX_WAIT_S = 30.0
-#: How often a long poll looks at the table for jobs other API processes made pending.
-POLL_INTERVAL_S = 0.5
 
 
 def _not_yours(what: str) -> TransitionRejected:
@@ -92,11 +90,15 @@ async def available_jobs(
         raise InvalidRequest("no job types: pass types[]=... or register with capabilities")
     deadline = time.monotonic() + wait
     while True:
-        jobs = await run_in_threadpool(queries.available_jobs, runtime.engine, job_types)
-        remaining = deadline - time.monotonic()
-        if jobs or remaining <= 0:
-            break
-        await runtime.pending.wait(min(POLL_INTERVAL_S, remaining))
+        # the table is read again only when woken: a waiting poll costs no query
+        with runtime.pending.watching(job_types) as woken:
+            if wait and runtime.pending.known_empty(job_types):
+                jobs = []
+            else:
+                jobs = await run_in_threadpool(queries.available_jobs, runtime.engine, job_types)
+            remaining = deadline - time.monotonic()
+            if jobs or remaining <= 0 or not await woken.wait(remaining):
+                break
     return AvailableResponse(
         jobs=[
             AvailableJob(
@@ -201,6 +203,6 @@ async def release_job(
     job = await run_in_threadpool(lifecycle.release, runtime.engine, job_id, runner.id)
     if job is None:
         raise _not_yours("release")
-    runtime.pending.notify()
+    runtime.pending.notify(job.job_type)
     background.add_task(runtime.publisher.publish_if_served, job.id, job.job_type)
     return Outcome(success=True, message="Job released back to pending")

@@ -83,6 +83,20 @@ def available_jobs(
         return list(conn.execute(statement).all())
 
 
+def pending_types(engine: Engine, job_types: list[str]) -> list[str]:
+    """Those of ``job_types`` with at least one pending job (one index probe per type)."""
+    if not job_types:
+        return []
+    probes = [
+        sa.select(sa.literal(job_type, sa.String).label("job_type")).where(
+            sa.exists().where(JOBS.c.status == JobStatus.PENDING.value, JOBS.c.job_type == job_type)
+        )
+        for job_type in job_types
+    ]
+    with engine.connect() as conn:
+        return list(conn.execute(sa.union_all(*probes)).scalars().all())
+
+
 def list_jobs(
     engine: Engine,
     *,
@@ -90,23 +104,41 @@ def list_jobs(
     job_type: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    before: tuple[int, str] | None = None,
+    count: bool = True,
 ) -> Page:
-    """Jobs newest first, filtered by status and type."""
+    """Jobs newest first, filtered by status and type; ``before`` (created_at, id) starts
+    after that job (keyset pagination: as fast on the last page as on the first), where
+    ``offset`` reads and skips every row before the page. ``count=False`` leaves the
+    total out (-1)."""
     conditions = []
     if status is not None:
         conditions.append(JOBS.c.status == status.value)
     if job_type is not None:
         conditions.append(JOBS.c.job_type == job_type)
+    listed = list(conditions)
+    if before is not None:
+        created_at, job_id = before
+        # the row comparison reads the created_at index from the cursor on
+        listed.append(sa.tuple_(JOBS.c.created_at, JOBS.c.id) < (created_at, job_id))
     with engine.connect() as conn:
         rows = conn.execute(
             _summaries()
-            .where(*conditions)
+            .where(*listed)
             .order_by(JOBS.c.created_at.desc(), JOBS.c.id.desc())
             .limit(limit)
             .offset(offset)
         ).all()
-        total = conn.execute(sa.select(sa.func.count()).select_from(JOBS).where(*conditions))
-    return Page(rows=list(rows), total=int(total.scalar_one()))
+        total = (
+            int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(JOBS).where(*conditions)
+                ).scalar_one()
+            )
+            if count
+            else -1
+        )
+    return Page(rows=list(rows), total=total)
 
 
 def job_counts(engine: Engine) -> dict[JobStatus, int]:

@@ -60,19 +60,28 @@ TOUCH_INTERVAL_MS = 5_000
 
 def touch(engine: Engine, runner_id: str) -> Row[Any] | None:
     """The runner, marked seen now (if not within the last few seconds, or if it had
-    stopped: a stopped runner that speaks again is running again); ``None`` if unknown."""
+    stopped: a stopped runner that speaks again is running again); ``None`` if unknown.
+
+    On PostgreSQL the read and the write share one transaction (a long-polling runner's
+    request costs the database one); a SQLite read transaction is ended first, since one
+    that turns into a write fails at once, unqueued, when another write came between."""
     with engine.connect() as conn:
         runner = conn.execute(sa.select(RUNNERS).where(RUNNERS.c.id == runner_id)).first()
-    now = now_ms()
-    if runner is None or (runner.stopped_at is None and now - runner.last_seen < TOUCH_INTERVAL_MS):
-        return runner
-    with engine.begin() as conn:
-        return conn.execute(
+        now = now_ms()
+        if runner is None or (
+            runner.stopped_at is None and now - runner.last_seen < TOUCH_INTERVAL_MS
+        ):
+            return runner
+        if conn.dialect.name == "sqlite":
+            conn.rollback()
+        touched = conn.execute(
             sa.update(RUNNERS)
             .where(RUNNERS.c.id == runner_id)
             .values(last_seen=now, stopped_at=None)
             .returning(*RUNNERS.c)
         ).first()
+        conn.commit()
+        return touched
 
 
 def stop(engine: Engine, runner_id: str) -> bool:

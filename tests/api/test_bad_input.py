@@ -916,6 +916,10 @@ def test_runner_route_without_a_usable_runner_id_is_400(
         {"offset": "-1"},
         {"offset": "abc"},
         {"job_type": "bad input"},
+        {"before": "abc"},
+        {"before": "12"},
+        {"before": ":job"},
+        {"before": "99999999999999999:job"},
     ],
     ids=lambda query: "&".join(f"{k}={v}" for k, v in query.items()),
 )

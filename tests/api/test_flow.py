@@ -168,6 +168,25 @@ def test_admin_listings_detail_and_stats(server: ApiServer) -> None:
         assert stats["runners"]["active"] >= 1
 
 
+def test_admin_job_list_pages_with_a_before_cursor(server: ApiServer) -> None:
+    job_type = f"t{unique_params()['test_id'][:10]}"
+    for n in range(5):
+        submit(server, job_type, {"n": n})
+    with server.client("admin") as admin:
+        whole = admin.get("/api/admin/jobs", params={"job_type": job_type}).json()
+        pages, before = [], None
+        while True:
+            params = {"job_type": job_type, "limit": 2, **({"before": before} if before else {})}
+            page = admin.get("/api/admin/jobs", params=params).json()
+            assert page["total"] == 5
+            pages.append([job["job_id"] for job in page["jobs"]])
+            before = page["next_before"]
+            if before is None:
+                break
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [job_id for page in pages for job_id in page] == [j["job_id"] for j in whole["jobs"]]
+
+
 def test_admin_deletes_jobs(server: ApiServer) -> None:
     ids = [submit(server, "x", unique_params()).json()["job_id"] for _ in range(3)]
     with server.client("admin") as admin:

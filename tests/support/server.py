@@ -41,6 +41,10 @@ GENEROUS_RATES = {
 }
 
 
+#: Tests read the counts their requests just changed.
+EXACT_COUNTS = {"RUNPACK_COUNTS_CACHE_S": "0"}
+
+
 def runpack_variables(
     database_url: str,
     keys: Keys,
@@ -53,7 +57,12 @@ def runpack_variables(
     The embedded default's filesystem broker lives in ``tmp_dir`` when one is given (else
     in the process's working directory, Runpack's default).
     """
-    variables = {**keys.env(), **GENEROUS_RATES, "RUNPACK_DATABASE_URL": database_url}
+    variables = {
+        **keys.env(),
+        **GENEROUS_RATES,
+        **EXACT_COUNTS,
+        "RUNPACK_DATABASE_URL": database_url,
+    }
     if backend.redis_url:
         variables["RUNPACK_REDIS_URL"] = backend.redis_url
         variables["RUNPACK_BROKER_URL"] = backend.redis_url

@@ -1,0 +1,194 @@
+"""Telling every API process that jobs became pending, so their long-polling runners wake.
+
+A message names a job type (or none: "look at every type") and how many jobs became
+pending. It goes through Redis pub/sub when a Redis is configured (``RUNPACK_REDIS_URL``,
+or a Redis broker), else PostgreSQL ``LISTEN/NOTIFY`` when the database is PostgreSQL; on
+SQLite without Redis there is one API process and nothing to send. Delivery is at most
+once (a listener reconnecting misses what was sent meanwhile, and says so by delivering a
+wake-everyone message), so the API keeps a slow safety-net poll as well.
+
+Sending never blocks the caller: messages go through a sender thread. Each process tags
+its messages and ignores its own echo, since it already woke its own waiters.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from queue import SimpleQueue
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from runpack_tasks.jobstore.db import create_db_engine, normalize_url
+from runpack_tasks.settings import RunpackSettings
+
+log = logging.getLogger(__name__)
+
+#: The Redis pub/sub channel and the PostgreSQL notification channel.
+CHANNEL = "runpack_pending"
+#: How long a listener waits before connecting again after losing its connection.
+RECONNECT_S = 1.0
+#: ``Deliver(job_type, count)``: ``job_type`` None means any type.
+Deliver = Callable[[str | None, int], None]
+
+
+def encode(origin: str, job_type: str | None, count: int) -> str:
+    """``origin|count|job_type`` (an empty type: any)."""
+    return f"{origin}|{count}|{job_type or ''}"
+
+
+def decode(message: str) -> tuple[str, str | None, int] | None:
+    """``(origin, job_type, count)``, or None for a message that is not ours."""
+    parts = message.split("|", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    origin, count, job_type = parts
+    return origin, job_type or None, int(count)
+
+
+class Wakeups:
+    """The in-process kind (SQLite without Redis): there is no other process to tell."""
+
+    kind = "local"
+
+    def __init__(self) -> None:
+        self.origin = secrets.token_hex(8)
+        self._outbox: SimpleQueue[str | None] = SimpleQueue()
+        self._sender: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def publish(self, job_type: str | None, count: int = 1) -> None:
+        """Tell the other processes that ``count`` jobs of ``job_type`` became pending."""
+        if self.kind == "local" or self._closed.is_set():
+            return
+        self._outbox.put(encode(self.origin, job_type, count))
+        if self._sender is None:
+            with self._lock:
+                if self._sender is None:
+                    self._sender = threading.Thread(
+                        target=self._send_loop, name="runpack-wakeup-sender", daemon=True
+                    )
+                    self._sender.start()
+
+    def _send_loop(self) -> None:
+        while (message := self._outbox.get()) is not None:
+            try:
+                self._send(message)
+            except Exception as exc:  # the safety-net poll finds the job anyway
+                log.warning("could not send a wake-up (%s): %s", self.kind, exc)
+
+    def _send(self, message: str) -> None:
+        """Send one message (the sender thread's only caller)."""
+
+    def listen(self, deliver: Deliver) -> None:
+        """Call ``deliver`` (from a listener thread) for every other process's message."""
+
+    def _deliver_raw(self, deliver: Deliver, raw: str) -> None:
+        decoded = decode(raw)
+        if decoded is not None and decoded[0] != self.origin:
+            deliver(decoded[1], decoded[2])
+
+    def _start_listener(self, loop: Callable[[], None]) -> None:
+        threading.Thread(target=loop, name=f"runpack-wakeup-{self.kind}", daemon=True).start()
+
+    def close(self) -> None:
+        """Send what is queued, then stop sending and listening."""
+        self._closed.set()
+        if self._sender is not None:
+            self._outbox.put(None)
+            self._sender.join(timeout=2)
+
+
+class RedisWakeups(Wakeups):
+    """Through Redis pub/sub."""
+
+    kind = "redis"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        import redis
+
+        self._client = redis.Redis.from_url(url, socket_keepalive=True)
+
+    def _send(self, message: str) -> None:
+        self._client.publish(CHANNEL, message)
+
+    def listen(self, deliver: Deliver) -> None:
+        def loop() -> None:
+            while not self._closed.is_set():
+                try:
+                    pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                    pubsub.subscribe(CHANNEL)
+                    deliver(None, 0)  # anything sent while not subscribed was missed
+                    while not self._closed.is_set():
+                        item = pubsub.get_message(timeout=1.0)
+                        if item is not None and isinstance(item.get("data"), bytes):
+                            self._deliver_raw(deliver, item["data"].decode(errors="replace"))
+                except Exception as exc:
+                    log.warning("wake-up listener lost Redis: %s", exc)
+                    time.sleep(RECONNECT_S)
+
+        self._start_listener(loop)
+
+
+class PostgresWakeups(Wakeups):
+    """Through PostgreSQL ``LISTEN/NOTIFY`` on the job store's database."""
+
+    kind = "postgresql"
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__()
+        self._database_url = database_url
+        self._engine = create_db_engine(database_url, pool_size=1)
+
+    def _send(self, message: str) -> None:
+        with self._engine.connect() as conn:
+            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, message)))
+            conn.commit()
+
+    def _connect(self) -> Any:
+        """A connection of its own (closed with the returned proxy), in autocommit, listening."""
+        engine = sa.create_engine(normalize_url(self._database_url), poolclass=NullPool)
+        proxy = engine.raw_connection()
+        connection: Any = proxy.driver_connection
+        connection.autocommit = True
+        connection.execute(f"LISTEN {CHANNEL}")
+        return proxy
+
+    def listen(self, deliver: Deliver) -> None:
+        def loop() -> None:
+            while not self._closed.is_set():
+                try:
+                    proxy = self._connect()
+                    deliver(None, 0)  # anything sent while not listening was missed
+                    try:
+                        while not self._closed.is_set():
+                            for notify in proxy.driver_connection.notifies(timeout=1.0):
+                                self._deliver_raw(deliver, notify.payload)
+                    finally:
+                        proxy.invalidate()  # closed as is: a lost one cannot be reset
+                except Exception as exc:
+                    log.warning("wake-up listener lost PostgreSQL: %s", exc)
+                    time.sleep(RECONNECT_S)
+
+        self._start_listener(loop)
+
+    def close(self) -> None:
+        super().close()
+        self._engine.dispose()
+
+
+def wakeups_for(settings: RunpackSettings) -> Wakeups:
+    """Redis when one is configured, else PostgreSQL when the database is, else local."""
+    if (redis_url := settings.rate_limit_storage_url) is not None:
+        return RedisWakeups(redis_url)
+    if make_url(settings.database_url).get_backend_name() == "postgresql":
+        return PostgresWakeups(settings.database_url)
+    return Wakeups()

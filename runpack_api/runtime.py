@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -38,6 +39,28 @@ class PendingSignal:
             await asyncio.wait_for(event.wait(), timeout_s)
 
 
+class LongPolls:
+    """Bounds the long polls one API process holds at once: past the bound, a poll is
+    answered at once (no wait) instead of piling up."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    @contextlib.contextmanager
+    def slot(self, wait_s: float) -> Iterator[float]:
+        """The wait granted for a poll that asked for ``wait_s``: all of it while under the
+        bound (a slot is held until the block ends), else none."""
+        if wait_s <= 0 or self.held >= self.limit:
+            yield 0.0
+            return
+        self.held += 1
+        try:
+            yield wait_s
+        finally:
+            self.held -= 1
+
+
 @dataclass
 class Runtime:
     """The long-lived objects behind every request of one API process."""
@@ -52,6 +75,8 @@ class Runtime:
     plugins: dict[str, Plugin]
     #: Judges completed results before they are served.
     validity: Validity
+    #: Long polls this process holds now, and their bound.
+    long_polls: LongPolls
     pending: PendingSignal = field(default_factory=PendingSignal)
 
     @classmethod
@@ -67,6 +92,7 @@ class Runtime:
             metrics=Metrics(engine, shared_counts(settings)),
             plugins=installed_plugins(),
             validity=Validity(settings),
+            long_polls=LongPolls(settings.max_long_polls),
         )
 
     def close(self) -> None:

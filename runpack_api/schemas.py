@@ -5,8 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
+from runpack_api.openapi import JSON_OBJECT_MARK, STORABLE_TEXT_PATTERN
 from runpack_tasks.jobstore.models import JobStatus, RunnerKind
 from runpack_tasks.jobstore.payloads import JOB_TYPE_PATTERN, MAX_SAFE_INTEGER, refuse_nul
 
@@ -18,7 +28,12 @@ MAX_ID_LENGTH = 64
 #: A job or runner id in a path: NUL cannot be stored, so it is refused (400), not looked up.
 PathId = Annotated[str, Path(pattern=r"^[^\x00]+$")]
 #: Text stored in a column: anything but NUL.
-Text = Annotated[str, AfterValidator(refuse_nul)]
+Text = Annotated[
+    str, AfterValidator(refuse_nul), Field(json_schema_extra={"pattern": STORABLE_TEXT_PATTERN})
+]
+#: A JSON object Runpack stores (parameters, results): its values are checked by
+#: ``payloads.check_json`` (depth, NUL, safe integers, size); the schema says the same.
+JsonObject = Annotated[dict[str, Any], WithJsonSchema(JSON_OBJECT_MARK)]
 
 
 class _Request(BaseModel):
@@ -32,7 +47,7 @@ class JobRequest(_Request):
     """A job: its type and its parameters (any JSON object)."""
 
     job_type: JobType
-    input_params: dict[str, Any]
+    input_params: JsonObject
 
 
 class RegisterRequest(_Request):
@@ -53,7 +68,7 @@ class HeartbeatRequest(_Request):
 class CompleteRequest(_Request):
     """A job's result, and the ``cache_version`` of the plugin that computed it (optional)."""
 
-    output_data: dict[str, Any]
+    output_data: JsonObject
     console_output: Text | None = None
     cache_version: Annotated[Text, StringConstraints(max_length=128)] | None = None
 
@@ -66,12 +81,26 @@ class ErrorRequest(_Request):
 
 
 class ExpireRequest(_Request):
-    """Which completed jobs to expire: those matching every filter given (at least one)."""
+    """Which completed jobs to expire: those matching every filter given (at least one;
+    a filter is given by a value, never by null)."""
 
-    job_type: JobType | None = None
-    cache_version: Annotated[Text, StringConstraints(max_length=128)] | None = None
+    model_config = ConfigDict(strict=True, json_schema_extra={"minProperties": 1})
+
+    job_type: JobType | SkipJsonSchema[None] = None
+    cache_version: Annotated[Text, StringConstraints(max_length=128)] | SkipJsonSchema[None] = None
     #: Epoch milliseconds: results that finished before then.
-    finished_before: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)] | None = None
+    finished_before: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)] | SkipJsonSchema[None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_filters(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = [name for name, value in data.items() if value is None]
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: give a value or leave it out, not null")
+            if not data:
+                raise ValueError("give at least one of job_type, cache_version, finished_before")
+        return data
 
 
 class BatchDeleteRequest(_Request):
@@ -362,3 +391,9 @@ class ErrorBody(BaseModel):
     """Every error: what is wrong."""
 
     error: str
+
+
+#: The answer of a route that counts requests against a rate limit, once over it.
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorBody, "description": "Over the rate limit; Retry-After says when to retry"}
+}

@@ -14,6 +14,7 @@ from runpack_api import presenters
 from runpack_api.deps import AdminKey, AdminRate, AdminReadKey
 from runpack_api.jsonbody import OrjsonRoute
 from runpack_api.schemas import (
+    RATE_LIMITED,
     BatchDeleteRequest,
     BatchDeleteResponse,
     DeleteResponse,
@@ -45,7 +46,7 @@ from runpack_tasks.jobstore.payloads import MAX_SAFE_INTEGER
 
 router = APIRouter(
     route_class=OrjsonRoute,
-    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    responses={404: {"model": ErrorBody}, **RATE_LIMITED},
 )
 log = logging.getLogger(__name__)
 MAX_PAGE = 500

@@ -20,27 +20,40 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_JSON_DEPTH = 64
 
 
-def json_depth(value: Any) -> int:
-    """How deeply ``value`` nests objects and arrays (a scalar is depth 0)."""
-    deepest = 0
+def _scan(value: Any) -> tuple[int, bool]:
+    """How deeply ``value`` nests objects and arrays (a scalar is depth 0), and whether any
+    of its text (keys included) holds a NUL character."""
+    deepest, nul = 0, False
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            nul = nul or "\x00" in item
+            continue
         if isinstance(item, dict):
-            children: Any = item.values()
+            children: Any = [*item.keys(), *item.values()]
         elif isinstance(item, list):
             children = item
         else:
             continue
         deepest = max(deepest, depth + 1)
         stack.extend((child, depth + 1) for child in children)
-    return deepest
+    return deepest, nul
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests objects and arrays (a scalar is depth 0)."""
+    return _scan(value)[0]
 
 
 def check_json(name: str, value: Any, max_bytes: int) -> None:
-    """Refuse ``value`` if it nests too deeply (400) or encodes to over ``max_bytes`` (413)."""
-    if json_depth(value) > MAX_JSON_DEPTH:
+    """Refuse ``value`` if it nests too deeply or holds a NUL character (400: PostgreSQL
+    cannot store one, so no backend does), or encodes to over ``max_bytes`` (413)."""
+    depth, nul = _scan(value)
+    if depth > MAX_JSON_DEPTH:
         raise InvalidRequest(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
+    if nul:
+        raise InvalidRequest(f"{name} contains a NUL character, which cannot be stored")
     try:
         size = len(orjson.dumps(value))
     except TypeError as exc:  # an integer beyond 64 bits

@@ -1,0 +1,105 @@
+"""The API against its own OpenAPI schema: schemathesis generates requests for every
+operation, valid and invalid, with each of the three keys, and runs all of its checks on
+every answer (no server error, status codes, content types, headers and bodies as the
+schema says, invalid data refused, valid data accepted, authentication not ignored,
+a 405 that names the allowed methods).
+
+Examples per operation and mode: ``FUZZ_EXAMPLES`` (default 8; the README says how to run
+more).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.config import SchemathesisConfig
+
+from tests.support import ApiServer, register
+from tests.support.requests_adapter import session_into
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
+#: Which key each part of the API takes; the operations fuzzed with that key.
+ROLE_PREFIXES = {
+    "submit": ("/api/jobs",),
+    "runner": ("/api/runner",),
+    "admin": ("/api/admin", "/health", "/metrics"),
+}
+
+#: What a request the schema calls valid may get: an answer, or a refusal that is about
+#: the state of things (no such job or runner; a job in another state; over a configured
+#: size limit), never about the request's shape.
+VALID_DATA_ANSWERS = ["2xx", "401", "404", "409", "413"]
+
+
+@pytest.fixture(scope="module")
+def session(server: ApiServer) -> Iterator[requests.Session]:
+    with session_into(server) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def api_schema(server: ApiServer) -> Any:
+    with server.client() as client:
+        spec = client.get("/openapi.json").json()
+    config = SchemathesisConfig.from_dict(
+        {"checks": {"positive_data_acceptance": {"expected-statuses": VALID_DATA_ANSWERS}}}
+    )
+    return schemathesis.openapi.from_dict(spec, config=config)
+
+
+def all_checks() -> list[Any]:
+    load_all_checks()
+    return list(CHECKS.get_all())
+
+
+@pytest.mark.parametrize("role", list(ROLE_PREFIXES))
+def test_schema_holds_for_every_generated_request(
+    server: ApiServer, session: requests.Session, api_schema: Any, role: str
+) -> None:
+    # Given the operations this key opens, a registered runner, and every check
+    runner_id = register(server, ["fuzzed"], name="fuzz")
+    headers = server.headers(role, runner_id if role == "runner" else None)
+    operations = [
+        result.ok()
+        for result in api_schema.get_all_operations()
+        if result.ok().path.startswith(ROLE_PREFIXES[role])
+    ]
+    assert operations
+    checks = all_checks()
+    strategies = [
+        op.as_strategy(mode, headers=headers)
+        for op in operations
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    ]
+    failures: list[str] = []
+
+    # When schemathesis sends its generated requests
+    @settings(
+        max_examples=EXAMPLES * len(strategies),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.one_of(strategies))
+    def fuzz(case: Any) -> None:
+        try:
+            case.call_and_validate(
+                base_url=server.url, session=session, headers=headers, checks=checks
+            )
+        except Exception as exc:
+            failures.append(str(exc)[:1500])
+
+    fuzz()
+
+    # Then no check failed
+    assert not failures, "\n\n".join(failures[:30])

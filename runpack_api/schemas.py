@@ -95,11 +95,9 @@ class ExpireRequest(_Request):
     @classmethod
     def _no_null_filters(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            nulls = [name for name, value in data.items() if value is None]
+            nulls = [name for name in cls.model_fields if name in data and data[name] is None]
             if nulls:
                 raise ValueError(f"{', '.join(nulls)}: give a value or leave it out, not null")
-            if not data:
-                raise ValueError("give at least one of job_type, cache_version, finished_before")
         return data
 
 

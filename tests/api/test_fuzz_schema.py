@@ -15,16 +15,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 import schemathesis
+import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 
-from tests.support import ApiServer, register
-from tests.support.requests_adapter import session_into
+from tests.support import (
+    ApiServer,
+    Backend,
+    InProcessServer,
+    register,
+    serving_in_process,
+    wait_for,
+)
+from tests.support.server import LOOPBACK
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 #: Which key each part of the API takes; the operations fuzzed with that key.
@@ -41,9 +48,23 @@ VALID_DATA_ANSWERS = ["2xx", "401", "404", "409", "413"]
 
 
 @pytest.fixture(scope="module")
-def session(server: ApiServer) -> Iterator[requests.Session]:
-    with session_into(server) as opened:
-        yield opened
+def server(
+    backend: Backend, module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InProcessServer]:
+    """The app in process, also listening on its loopback port (schemathesis re-sends
+    some requests itself), with no long polls: a poll answers at once."""
+    tmp_dir = tmp_path_factory.mktemp("fuzz")
+    extra = {"RUNPACK_MAX_LONG_POLLS": "0"}
+    with serving_in_process(module_database_url, backend, tmp_dir, extra) as srv:
+        config = uvicorn.Config(
+            srv.app, host=LOOPBACK, port=srv.port, lifespan="off", log_level="warning"
+        )
+        listener = uvicorn.Server(config)
+        done = srv.portal.start_task_soon(listener.serve)
+        wait_for(lambda: listener.started, timeout_s=10)
+        yield srv
+        listener.should_exit = True
+        done.result(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +84,7 @@ def all_checks() -> list[Any]:
 
 @pytest.mark.parametrize("role", list(ROLE_PREFIXES))
 def test_schema_holds_for_every_generated_request(
-    server: ApiServer, session: requests.Session, api_schema: Any, role: str
+    server: ApiServer, api_schema: Any, role: str
 ) -> None:
     # Given the operations this key opens, a registered runner, and every check
     runner_id = register(server, ["fuzzed"], name="fuzz")
@@ -93,9 +114,7 @@ def test_schema_holds_for_every_generated_request(
     @given(st.one_of(strategies))
     def fuzz(case: Any) -> None:
         try:
-            case.call_and_validate(
-                base_url=server.url, session=session, headers=headers, checks=checks
-            )
+            case.call_and_validate(base_url=server.url, headers=headers, checks=checks)
         except Exception as exc:
             failures.append(str(exc)[:1500])
 

@@ -104,7 +104,7 @@ class ExpireRequest(_Request):
 class BatchDeleteRequest(_Request):
     """Jobs to delete."""
 
-    job_ids: Annotated[list[str], Field(min_length=1, max_length=1000)]
+    job_ids: Annotated[list[Text], Field(min_length=1, max_length=1000)]
 
 
 # --- responses --------------------------------------------------------------------------

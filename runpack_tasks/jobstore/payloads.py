@@ -20,15 +20,20 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_JSON_DEPTH = 64
 
 
-def _scan(value: Any) -> tuple[int, bool]:
-    """How deeply ``value`` nests objects and arrays (a scalar is depth 0), and whether any
-    of its text (keys included) holds a NUL character."""
-    deepest, nul = 0, False
+def _scan(value: Any) -> tuple[int, str | None]:
+    """How deeply ``value`` nests objects and arrays (a scalar is depth 0), and what in it
+    cannot be stored as JSON everywhere (None: nothing)."""
+    deepest, unstorable = 0, None
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            nul = nul or "\x00" in item
+            if "\x00" in item:
+                unstorable = "contains a NUL character, which cannot be stored"
+            continue
+        if isinstance(item, int) and not isinstance(item, bool):
+            if abs(item) > MAX_SAFE_INTEGER:
+                unstorable = f"holds an integer beyond +-{MAX_SAFE_INTEGER} (2^53 - 1)"
             continue
         if isinstance(item, dict):
             children: Any = [*item.keys(), *item.values()]
@@ -38,7 +43,7 @@ def _scan(value: Any) -> tuple[int, bool]:
             continue
         deepest = max(deepest, depth + 1)
         stack.extend((child, depth + 1) for child in children)
-    return deepest, nul
+    return deepest, unstorable
 
 
 def json_depth(value: Any) -> int:
@@ -47,13 +52,14 @@ def json_depth(value: Any) -> int:
 
 
 def check_json(name: str, value: Any, max_bytes: int) -> None:
-    """Refuse ``value`` if it nests too deeply or holds a NUL character (400: PostgreSQL
-    cannot store one, so no backend does), or encodes to over ``max_bytes`` (413)."""
-    depth, nul = _scan(value)
+    """Refuse ``value`` if it nests too deeply, holds a NUL character (PostgreSQL cannot
+    store one, so no backend does) or an integer beyond JSON's safe range (400), or
+    encodes to over ``max_bytes`` (413)."""
+    depth, unstorable = _scan(value)
     if depth > MAX_JSON_DEPTH:
         raise InvalidRequest(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
-    if nul:
-        raise InvalidRequest(f"{name} contains a NUL character, which cannot be stored")
+    if unstorable is not None:
+        raise InvalidRequest(f"{name} {unstorable}")
     try:
         size = len(orjson.dumps(value))
     except TypeError as exc:  # an integer beyond 64 bits

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     WithJsonSchema,
-    model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 
 from runpack_api.openapi import JSON_OBJECT_MARK, STORABLE_TEXT_PATTERN
 from runpack_tasks.jobstore.models import JobStatus, RunnerKind
@@ -23,6 +22,17 @@ from runpack_tasks.jobstore.payloads import JOB_TYPE_PATTERN, MAX_SAFE_INTEGER, 
 JobType = Annotated[str, StringConstraints(pattern=JOB_TYPE_PATTERN)]
 #: Progress a runner reports: any finite JSON number from 0 up to JavaScript's safe range.
 Amount = Annotated[float, Field(ge=0, le=MAX_SAFE_INTEGER, allow_inf_nan=False)]
+#: Most rows one page of a list holds.
+MAX_PAGE = 500
+#: Largest ``offset`` a list takes (JSON's safe integer range; beyond it a 400).
+MAX_OFFSET = MAX_SAFE_INTEGER
+#: How many rows of a list to return (400 outside 1..MAX_PAGE); give the default with
+#: ``= n`` where the parameter is declared.
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE}")]
+#: How many rows of a list to skip (400 outside 0..MAX_OFFSET).
+PageOffset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+#: Most job types a runner serves, or names in one request for jobs.
+MAX_CAPABILITIES = 256
 #: Longest id a path may name: job ids are UUIDs, runner ids at most this long.
 MAX_ID_LENGTH = 64
 #: A job or runner id in a path: NUL cannot be stored, so it is refused (400), not looked up.
@@ -54,7 +64,7 @@ class RegisterRequest(_Request):
     """A runner announcing itself and the job types it serves."""
 
     name: Annotated[Text, StringConstraints(min_length=1, max_length=128)]
-    capabilities: Annotated[list[JobType], Field(max_length=256)]
+    capabilities: Annotated[list[JobType], Field(max_length=MAX_CAPABILITIES)]
 
 
 class HeartbeatRequest(_Request):
@@ -80,25 +90,33 @@ class ErrorRequest(_Request):
     console_output: Text | None = None
 
 
+def _integral(value: Any) -> Any:
+    """A float without a fraction as the integer it is: JSON has one number type, and a
+    client may write 5 as 5.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: The schema's way of saying "at least one filter given, and not null".
+EXPIRE_FILTER_GIVEN: list[Any] = [
+    {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+    for name in ("job_type", "cache_version", "finished_before")
+]
+
+
 class ExpireRequest(_Request):
     """Which completed jobs to expire: those matching every filter given (at least one;
-    a filter is given by a value, never by null)."""
+    a null filter is not given)."""
 
-    model_config = ConfigDict(strict=True, json_schema_extra={"minProperties": 1})
+    model_config = ConfigDict(strict=True, json_schema_extra={"anyOf": EXPIRE_FILTER_GIVEN})
 
-    job_type: JobType | SkipJsonSchema[None] = None
-    cache_version: Annotated[Text, StringConstraints(max_length=128)] | SkipJsonSchema[None] = None
+    job_type: JobType | None = None
+    cache_version: Annotated[Text, StringConstraints(max_length=128)] | None = None
     #: Epoch milliseconds: results that finished before then.
-    finished_before: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)] | SkipJsonSchema[None] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_null_filters(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            nulls = [name for name in cls.model_fields if name in data and data[name] is None]
-            if nulls:
-                raise ValueError(f"{', '.join(nulls)}: give a value or leave it out, not null")
-        return data
+    finished_before: (
+        Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER), BeforeValidator(_integral)] | None
+    ) = None
 
 
 class BatchDeleteRequest(_Request):

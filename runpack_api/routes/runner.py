@@ -22,6 +22,7 @@ from runpack_api.deps import (
 from runpack_api.jsonbody import OrjsonRoute
 from runpack_api.runtime import Runtime
 from runpack_api.schemas import (
+    MAX_CAPABILITIES,
     RATE_LIMITED,
     AvailableJob,
     AvailableResponse,
@@ -98,8 +99,10 @@ async def _poll(runtime: Runtime, job_types: list[str], wait_s: float) -> list[R
 async def available_jobs(
     runtime: RunnerRate,  # counted before the runner is looked up
     runner: RunnerDep,
-    types_brackets: Annotated[list[JobType] | None, Query(alias="types[]")] = None,
-    types: Annotated[list[JobType] | None, Query()] = None,
+    types_brackets: Annotated[
+        list[JobType] | None, Query(alias="types[]", max_length=MAX_CAPABILITIES)
+    ] = None,
+    types: Annotated[list[JobType] | None, Query(max_length=MAX_CAPABILITIES)] = None,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="Long poll, seconds")] = 0,
 ) -> Any:
     """Pending jobs of the given types (default: the runner's capabilities), oldest first.

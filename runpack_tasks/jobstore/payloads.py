@@ -31,8 +31,9 @@ def _scan(value: Any) -> tuple[int, str | None]:
             if "\x00" in item:
                 unstorable = "contains a NUL character, which cannot be stored"
             continue
-        if isinstance(item, int) and not isinstance(item, bool):
-            if abs(item) > MAX_SAFE_INTEGER:
+        if isinstance(item, int | float) and not isinstance(item, bool):
+            # 1e20 is an integer too, however it is written
+            if abs(item) > MAX_SAFE_INTEGER and (isinstance(item, int) or item.is_integer()):
                 unstorable = f"holds an integer beyond +-{MAX_SAFE_INTEGER} (2^53 - 1)"
             continue
         if isinstance(item, dict):

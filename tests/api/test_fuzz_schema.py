@@ -82,6 +82,18 @@ def all_checks() -> list[Any]:
     return list(CHECKS.get_all())
 
 
+def mangles_query_only(case: Any) -> bool:
+    """Whether ``case`` is invalid in its query string alone: a query string is text, so
+    a value generated as another type (``false``, ``3``) arrives as valid text, and the
+    server rightly takes it. Every query parameter's values are tried by
+    test_parameter_bounds instead."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_negative:
+        return False
+    negative = [location for location, info in meta.components.items() if info.mode.is_negative]
+    return bool(negative) and all(location.value == "query" for location in negative)
+
+
 @pytest.mark.parametrize("role", list(ROLE_PREFIXES))
 def test_schema_holds_for_every_generated_request(
     server: ApiServer, api_schema: Any, role: str
@@ -113,6 +125,8 @@ def test_schema_holds_for_every_generated_request(
     )
     @given(st.one_of(strategies))
     def fuzz(case: Any) -> None:
+        if mangles_query_only(case):
+            return
         try:
             case.call_and_validate(base_url=server.url, headers=headers, checks=checks)
         except Exception as exc:

@@ -212,6 +212,8 @@ HOSTILE = st.one_of(
     st.integers(53, 400).map(lambda e: everywhere(b"%d" % 2**e)),
     st.sampled_from([b'"\\ud800"', b'"\\udc00x"', b'"a\\u0000"']).map(everywhere),
     st.just(DUPLICATE_KEYS),
+    st.sampled_from([b"true", b"[]", b"{}", b"-1", b"1.5"]).map(everywhere),
+    st.sampled_from([b"null", b"[]", b"42", b'"job"', b"true"]),
     st.recursive(
         st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=5),
         lambda inner: st.lists(inner, max_size=3),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from runpack_api.jsonbody import NOT_JSON, json_response
 from runpack_tasks.errors import RateLimited, RunpackError, TransitionRejected
@@ -61,10 +63,38 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return error_response(400, message)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+def _methods_by_path(app: Any) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Each documented path's pattern and the methods served there, from the app's own
+    OpenAPI document (built once per process)."""
+    found: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "methods", None)
+    if found is None:
+        paths = app.openapi().get("paths", {})
+        found = [
+            (compile_path(path)[0], {method.upper() for method in operations})
+            for path, operations in paths.items()
+        ]
+        app.state.methods = found
+    return found
+
+
+def allowed_methods(request: Request) -> str | None:
+    """Every method some route serves at the request's path, None when the path is not an
+    API route (Starlette's 405 names only the first route's methods where several routes
+    share a path)."""
+    path = request.scope.get("path", "")
+    methods = set().union(
+        *(m for pattern, m in _methods_by_path(request.app) if pattern.match(path))
+    )
+    return ", ".join(sorted(methods)) or None
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    return error_response(exc.status_code, detail, dict(exc.headers or {}) or None)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and (allowed := allowed_methods(request)):
+        headers["Allow"] = allowed
+    return error_response(exc.status_code, detail, headers or None)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> Response:

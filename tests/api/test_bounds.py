@@ -264,3 +264,20 @@ def test_hostile_bodies_get_a_4xx_and_change_nothing(
         assert isinstance(answer.json()["error"], str), answer.text
 
     probe()
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/admin/jobs/some-id", "DELETE, GET"),
+        ("/api/jobs/check", "GET, POST"),  # GET reads the status of a job named "check"
+        ("/api/runner/register", "POST"),
+    ],
+)
+def test_a_405_names_every_method_served_at_the_path(
+    server: ApiServer, path: str, allowed: str
+) -> None:
+    with server.client("admin") as client:
+        answer = client.request("PATCH", path)
+    assert_error(answer, 405)
+    assert answer.headers["Allow"] == allowed

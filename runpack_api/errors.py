@@ -63,29 +63,34 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return error_response(400, message)
 
 
-def _methods_by_path(app: Any) -> list[tuple[re.Pattern[str], set[str]]]:
-    """Each documented path's pattern and the methods served there, from the app's own
-    OpenAPI document (built once per process)."""
-    found: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "methods", None)
+def _methods_by_path(app: Any) -> list[tuple[re.Pattern[str], int, set[str]]]:
+    """Each documented path's pattern, its number of parameters, and the methods served
+    there, from the app's own OpenAPI document (read once per process)."""
+    found: list[tuple[re.Pattern[str], int, set[str]]] | None = getattr(
+        app.state, "methods_by_path", None
+    )
     if found is None:
-        paths = app.openapi().get("paths", {})
-        found = [
-            (compile_path(path)[0], {method.upper() for method in operations})
-            for path, operations in paths.items()
-        ]
-        app.state.methods = found
+        found = []
+        for path, operations in app.openapi().get("paths", {}).items():
+            pattern, _, convertors = compile_path(path)
+            found.append((pattern, len(convertors), {method.upper() for method in operations}))
+        app.state.methods_by_path = found
     return found
 
 
 def allowed_methods(request: Request) -> str | None:
-    """Every method some route serves at the request's path, None when the path is not an
-    API route (Starlette's 405 names only the first route's methods where several routes
-    share a path)."""
+    """The methods of the path the request names, as OpenAPI matches paths (a path without
+    parameters before a templated one): Starlette's 405 names only the first route's
+    methods where several routes share a path. None when no documented path matches."""
     path = request.scope.get("path", "")
-    methods = set().union(
-        *(m for pattern, m in _methods_by_path(request.app) if pattern.match(path))
-    )
-    return ", ".join(sorted(methods)) or None
+    matches = [
+        (n, methods) for pattern, n, methods in _methods_by_path(request.app) if pattern.match(path)
+    ]
+    if not matches:
+        return None
+    fewest = min(n for n, _ in matches)
+    methods: set[str] = set().union(*(m for n, m in matches if n == fewest))
+    return ", ".join(sorted(methods))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

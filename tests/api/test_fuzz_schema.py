@@ -4,6 +4,10 @@ every answer (no server error, status codes, content types, headers and bodies a
 schema says, invalid data refused, valid data accepted, authentication not ignored,
 a 405 that names the allowed methods).
 
+Two tests: schemathesis's own run (its examples, coverage and fuzzing phases) over the
+operations of each key; and its generated cases sent with a registered runner's id, so
+runner routes get past the runner lookup to their parameters and bodies.
+
 Examples per operation and mode: ``FUZZ_EXAMPLES`` (default 8; the README says how to run
 more).
 """
@@ -19,9 +23,10 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis import GenerationMode
+from schemathesis import GenerationMode, engine
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import events
 
 from tests.support import (
     ApiServer,
@@ -40,11 +45,10 @@ ROLE_PREFIXES = {
     "runner": ("/api/runner",),
     "admin": ("/api/admin", "/health", "/metrics"),
 }
-
-#: What a request the schema calls valid may get: an answer, or a refusal that is about
-#: the state of things (no such job or runner; a job in another state; over a configured
-#: size limit), never about the request's shape.
-VALID_DATA_ANSWERS = ["2xx", "401", "404", "409", "413"]
+#: The checks' settings both tests share.
+CHECKS_CONFIG = {
+    "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "404", "409", "413"]}
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +61,7 @@ def server(
     extra = {"RUNPACK_MAX_LONG_POLLS": "0"}
     with serving_in_process(module_database_url, backend, tmp_dir, extra) as srv:
         config = uvicorn.Config(
-            srv.app, host=LOOPBACK, port=srv.port, lifespan="off", log_level="warning"
+            srv.app, host=LOOPBACK, port=srv.port, lifespan="off", log_level="error"
         )
         listener = uvicorn.Server(config)
         done = srv.portal.start_task_soon(listener.serve)
@@ -71,10 +75,9 @@ def server(
 def api_schema(server: ApiServer) -> Any:
     with server.client() as client:
         spec = client.get("/openapi.json").json()
-    config = SchemathesisConfig.from_dict(
-        {"checks": {"positive_data_acceptance": {"expected-statuses": VALID_DATA_ANSWERS}}}
+    return schemathesis.openapi.from_dict(
+        spec, config=SchemathesisConfig.from_dict({"checks": CHECKS_CONFIG})
     )
-    return schemathesis.openapi.from_dict(spec, config=config)
 
 
 def all_checks() -> list[Any]:
@@ -136,3 +139,45 @@ def test_schema_holds_for_every_generated_request(
 
     # Then no check failed
     assert not failures, "\n\n".join(failures[:30])
+
+
+@pytest.mark.parametrize("role", list(ROLE_PREFIXES))
+def test_a_schemathesis_run_finds_nothing(server: ApiServer, role: str) -> None:
+    # Given a schemathesis run of its examples, coverage and fuzzing phases over the
+    # operations this key opens, every check on (runner ids are generated: unknown ones
+    # get 404), against the server's loopback port
+    with server.client() as client:
+        spec = client.get("/openapi.json").json()
+    config = SchemathesisConfig.from_dict(
+        {
+            "base-url": server.url,
+            "headers": server.headers(role),
+            "generation": {"max-examples": EXAMPLES, "deterministic": True},
+            "checks": CHECKS_CONFIG,
+            "phases": {"stateful": {"enabled": False}},
+        }
+    )
+    prefixes = "|".join(ROLE_PREFIXES[role])
+    schema = schemathesis.openapi.from_dict(spec, config=config).include(
+        path_regex=f"^({prefixes})"
+    )
+    failures, scenarios = [], 0
+
+    # When it runs
+    for event in engine.from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            scenarios += 1
+            for case_id, checks in event.recorder.checks.items():
+                case = event.recorder.cases[case_id].value
+                failures += [
+                    f"{event.phase} {case.method} {case.path} {check.name}: "
+                    f"{check.failure_info.failure.title} {case.query} {str(case.body)[:300]}"
+                    for check in checks
+                    if check.failure_info is not None
+                ]
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            failures.append(f"error: {event}")
+
+    # Then every scenario passed every check
+    assert scenarios > 0
+    assert not failures, "\n".join(failures[:30])

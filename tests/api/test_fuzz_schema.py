@@ -46,8 +46,16 @@ ROLE_PREFIXES = {
     "admin": ("/api/admin", "/health", "/metrics"),
 }
 #: The checks' settings both tests share.
+#: A request the schema calls invalid may also be refused as too large (413) before its
+#: shape is looked at.
 CHECKS_CONFIG = {
-    "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "404", "409", "413"]}
+    "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "404", "409", "413"]},
+    "negative_data_rejection": {
+        "expected-statuses": [
+            *("400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428"),
+            "429",
+        ]
+    },
 }
 
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from runpack_api import docs
+from runpack_api import docs, openapi
 from runpack_api.bodylimit import BodyLimitMiddleware, body_caps
 from runpack_api.cors import APICORSMiddleware
 from runpack_api.dashboard import views as dashboard
@@ -60,6 +60,7 @@ def create_app(settings: RunpackSettings) -> FastAPI:
     app.mount(docs.ASSETS_PATH, docs.assets, name="docs-assets")
     app.include_router(dashboard.router)  # /, /jobs, /jobs/{id}, /runners, ... (HTML)
     app.mount("/static", dashboard.static_files, name="static")
+    openapi.install(app)
     return app
 
 

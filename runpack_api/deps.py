@@ -76,12 +76,16 @@ def authenticate(request: Request, runtime: Runtime, roles: tuple[Role, ...]) ->
 
 
 async def count_request(request: Request, runtime: Runtime, category: RateCategory) -> None:
-    """Count the request against its rate limit (per runner, else per client IP)."""
-    identity = None
+    """Count the request against its rate limit: per client IP; a runner's request also
+    per runner, and per client IP in the budget of all runners there."""
+    ip = client_ip(request, runtime.settings.trusted_proxies)
     if category is RateCategory.RUNNER:
-        identity = request.headers.get("x-runner-id")
-    identity = identity or client_ip(request, runtime.settings.trusted_proxies)
-    await runtime.rate_limits.hit(category, identity)
+        await runtime.rate_limits.hit(RateCategory.RUNNER_HOST, ip)
+        runner_id = request.headers.get("x-runner-id")
+        if runner_id:
+            await runtime.rate_limits.hit(category, runner_id)
+            return
+    await runtime.rate_limits.hit(category, ip)
 
 
 async def gate(request: Request, roles: tuple[Role, ...], category: RateCategory) -> Runtime:
@@ -124,6 +128,7 @@ SubmitRate = _rate_limit(RateCategory.SUBMIT)
 StatusRate = _rate_limit(RateCategory.STATUS)
 RunnerRate = _rate_limit(RateCategory.RUNNER)
 AdminRate = _rate_limit(RateCategory.ADMIN)
+RegisterRate = _rate_limit(RateCategory.REGISTER)
 
 
 async def get_runner(

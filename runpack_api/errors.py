@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from runpack_api.jsonbody import NOT_JSON, json_response
 from runpack_tasks.errors import RateLimited, RunpackError, TransitionRejected
@@ -61,10 +63,43 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return error_response(400, message)
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+def _methods_by_path(app: Any) -> list[tuple[re.Pattern[str], int, set[str]]]:
+    """Each documented path's pattern, its number of parameters, and the methods served
+    there, from the app's own OpenAPI document (read once per process)."""
+    found: list[tuple[re.Pattern[str], int, set[str]]] | None = getattr(
+        app.state, "methods_by_path", None
+    )
+    if found is None:
+        found = []
+        for path, operations in app.openapi().get("paths", {}).items():
+            pattern, _, convertors = compile_path(path)
+            found.append((pattern, len(convertors), {method.upper() for method in operations}))
+        app.state.methods_by_path = found
+    return found
+
+
+def allowed_methods(request: Request) -> str | None:
+    """The methods of the path the request names, as OpenAPI matches paths (a path without
+    parameters before a templated one): Starlette's 405 names only the first route's
+    methods where several routes share a path. None when no documented path matches."""
+    path = request.scope.get("path", "")
+    matches = [
+        (n, methods) for pattern, n, methods in _methods_by_path(request.app) if pattern.match(path)
+    ]
+    if not matches:
+        return None
+    fewest = min(n for n, _ in matches)
+    methods: set[str] = set().union(*(m for n, m in matches if n == fewest))
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    return error_response(exc.status_code, detail, dict(exc.headers or {}) or None)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and (allowed := allowed_methods(request)):
+        headers["Allow"] = allowed
+    return error_response(exc.status_code, detail, headers or None)
 
 
 async def _unexpected_error(_request: Request, exc: Exception) -> Response:

@@ -10,11 +10,12 @@ retention deleted is read from the counts beat shares (``shared_counts``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
@@ -39,6 +40,8 @@ SCRAPE_CACHE_S = 5.0
 DURATION_BOUNDS_S = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600]
 #: Job types get their own label up to this many; the rest count as "other".
 MAX_TYPE_LABELS = 500
+#: The label of the job types past MAX_TYPE_LABELS.
+OTHER = "other"
 
 
 class TypeLabels:
@@ -51,7 +54,7 @@ class TypeLabels:
         if job_type in self._seen or len(self._seen) < MAX_TYPE_LABELS:
             self._seen.add(job_type)
             return job_type
-        return "other"
+        return OTHER
 
 
 class StoreCollector(Collector):
@@ -95,21 +98,28 @@ class StoreCollector(Collector):
         pending = GaugeMetricFamily(
             "runpack_queue_depth", "Jobs waiting to be claimed, by type", labels=["job_type"]
         )
+        by_status: dict[str, dict[str, float]] = {}
         for (job_type, status), count in self._counts.get().items():
-            if status == JobStatus.COMPLETED.value:
-                completed.add_metric([job_type], count)
-            elif status == JobStatus.FAILED.value:
-                failed.add_metric([job_type], count)
-            elif status == JobStatus.PENDING.value:
-                pending.add_metric([job_type], count)
+            by_status.setdefault(status, {})[job_type] = count
+        for status, family in (
+            (JobStatus.COMPLETED, completed),
+            (JobStatus.FAILED, failed),
+            (JobStatus.PENDING, pending),
+        ):
+            for job_type, n in capped(by_status.get(status.value, {}), _add).items():
+                family.add_metric([job_type], n)
         durations = HistogramMetricFamily(
             "runpack_job_duration_seconds",
             "Time from claim to completion of completed jobs",
             labels=["job_type"],
         )
-        for job_type, cumulative, total_s, count in queries.duration_buckets(
-            self._engine, DURATION_BOUNDS_S
-        ):
+        histograms = {
+            job_type: (list(cumulative), total_s, count)
+            for job_type, cumulative, total_s, count in queries.duration_buckets(
+                self._engine, DURATION_BOUNDS_S
+            )
+        }
+        for job_type, (cumulative, total_s, count) in capped(histograms, _add_histograms).items():
             buckets = [
                 (repr(float(bound)), n)
                 for bound, n in zip(DURATION_BOUNDS_S, cumulative, strict=True)
@@ -120,9 +130,34 @@ class StoreCollector(Collector):
             "Seconds since the stalest heartbeat of a running job, by type",
             labels=["job_type"],
         )
-        for job_type, seconds in queries.heartbeat_lag(self._engine).items():
+        for job_type, seconds in capped(queries.heartbeat_lag(self._engine), max).items():
             lag.add_metric([job_type], seconds)
         return [completed, failed, pending, durations, lag]
+
+
+Value = TypeVar("Value")
+Histogram = tuple[list[Any], float, int]
+
+
+def _add(a: float, b: float) -> float:
+    return a + b
+
+
+def _add_histograms(a: Histogram, b: Histogram) -> Histogram:
+    return [x + y for x, y in zip(a[0], b[0], strict=True)], a[1] + b[1], a[2] + b[2]
+
+
+def capped(by_type: dict[str, Value], merge: Callable[[Value, Value], Value]) -> dict[str, Value]:
+    """At most MAX_TYPE_LABELS job types of ``by_type`` (the first in sorted order), the
+    rest merged into one ``other``: a family read from the table has at most
+    MAX_TYPE_LABELS + 1 labels, however many types clients invented."""
+    if len(by_type) <= MAX_TYPE_LABELS:
+        return by_type
+    names = sorted(by_type)
+    kept = {name: by_type[name] for name in names[:MAX_TYPE_LABELS]}
+    rest = [by_type[name] for name in names[MAX_TYPE_LABELS:]]
+    kept[OTHER] = functools.reduce(merge, rest)
+    return kept
 
 
 class RetentionCollector(Collector):

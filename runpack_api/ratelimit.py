@@ -47,6 +47,10 @@ class RateCategory(StrEnum):
     RUNNER = "runner"
     #: admin routes, per client IP
     ADMIN = "admin"
+    #: runner registrations, per client IP
+    REGISTER = "register"
+    #: available and heartbeat, per client IP, whatever runner they name
+    RUNNER_HOST = "runner_host"
 
 
 #: A lease is this fraction of the limit.
@@ -70,6 +74,8 @@ class RateLimits:
             RateCategory.STATUS: parse(settings.rate_status),
             RateCategory.RUNNER: parse(settings.rate_runner),
             RateCategory.ADMIN: parse(settings.rate_admin),
+            RateCategory.REGISTER: parse(settings.rate_register),
+            RateCategory.RUNNER_HOST: parse(settings.rate_runner_host),
         }
         redis_url = settings.rate_limit_storage_url
         storage = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -19,6 +21,28 @@ from runpack_tasks.publisher import Publisher
 from runpack_tasks.settings import RunpackSettings
 from runpack_tasks.shared_counts import shared_counts
 from runpack_tasks.wakeups import wakeups_for
+
+
+class LongPolls:
+    """Bounds the long polls one API process holds at once: past the bound, a poll is
+    answered at once (no wait) instead of piling up."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    @contextlib.contextmanager
+    def slot(self, wait_s: float) -> Iterator[float]:
+        """The wait granted for a poll that asked for ``wait_s``: all of it while under the
+        bound (a slot is held until the block ends), else none."""
+        if wait_s <= 0 or self.held >= self.limit:
+            yield 0.0
+            return
+        self.held += 1
+        try:
+            yield wait_s
+        finally:
+            self.held -= 1
 
 
 @dataclass
@@ -39,6 +63,8 @@ class Runtime:
     pending: PendingSignal
     #: Jobs per type and state, read at most every RUNPACK_COUNTS_CACHE_S.
     counts: TableCounts
+    #: Long polls this process holds now, and their bound.
+    long_polls: LongPolls
 
     @classmethod
     def start(cls, settings: RunpackSettings) -> Runtime:
@@ -59,6 +85,7 @@ class Runtime:
             validity=Validity(settings),
             pending=pending,
             counts=counts,
+            long_polls=LongPolls(settings.max_long_polls),
         )
 
     def close(self) -> None:

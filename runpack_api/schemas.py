@@ -4,21 +4,46 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Path, Query
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
+from runpack_api.openapi import JSON_OBJECT_MARK, STORABLE_TEXT_PATTERN
 from runpack_tasks.jobstore.models import JobStatus, RunnerKind
 from runpack_tasks.jobstore.payloads import JOB_TYPE_PATTERN, MAX_SAFE_INTEGER, refuse_nul
 
 JobType = Annotated[str, StringConstraints(pattern=JOB_TYPE_PATTERN)]
 #: Progress a runner reports: any finite JSON number from 0 up to JavaScript's safe range.
 Amount = Annotated[float, Field(ge=0, le=MAX_SAFE_INTEGER, allow_inf_nan=False)]
+#: Most rows one page of a list holds.
+MAX_PAGE = 500
+#: Largest ``offset`` a list takes (JSON's safe integer range; beyond it a 400).
+MAX_OFFSET = MAX_SAFE_INTEGER
+#: How many rows of a list to return (400 outside 1..MAX_PAGE); give the default with
+#: ``= n`` where the parameter is declared.
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE}")]
+#: How many rows of a list to skip (400 outside 0..MAX_OFFSET).
+PageOffset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+#: Most job types a runner serves, or names in one request for jobs.
+MAX_CAPABILITIES = 256
 #: Longest id a path may name: job ids are UUIDs, runner ids at most this long.
 MAX_ID_LENGTH = 64
 #: A job or runner id in a path: NUL cannot be stored, so it is refused (400), not looked up.
 PathId = Annotated[str, Path(pattern=r"^[^\x00]+$")]
 #: Text stored in a column: anything but NUL.
-Text = Annotated[str, AfterValidator(refuse_nul)]
+Text = Annotated[
+    str, AfterValidator(refuse_nul), Field(json_schema_extra={"pattern": STORABLE_TEXT_PATTERN})
+]
+#: A JSON object Runpack stores (parameters, results): its values are checked by
+#: ``payloads.check_json`` (depth, NUL, safe integers, size); the schema says the same.
+JsonObject = Annotated[dict[str, Any], WithJsonSchema(JSON_OBJECT_MARK)]
 
 
 class _Request(BaseModel):
@@ -32,14 +57,14 @@ class JobRequest(_Request):
     """A job: its type and its parameters (any JSON object)."""
 
     job_type: JobType
-    input_params: dict[str, Any]
+    input_params: JsonObject
 
 
 class RegisterRequest(_Request):
     """A runner announcing itself and the job types it serves."""
 
     name: Annotated[Text, StringConstraints(min_length=1, max_length=128)]
-    capabilities: Annotated[list[JobType], Field(max_length=256)]
+    capabilities: Annotated[list[JobType], Field(max_length=MAX_CAPABILITIES)]
 
 
 class HeartbeatRequest(_Request):
@@ -53,7 +78,7 @@ class HeartbeatRequest(_Request):
 class CompleteRequest(_Request):
     """A job's result, and the ``cache_version`` of the plugin that computed it (optional)."""
 
-    output_data: dict[str, Any]
+    output_data: JsonObject
     console_output: Text | None = None
     cache_version: Annotated[Text, StringConstraints(max_length=128)] | None = None
 
@@ -65,19 +90,39 @@ class ErrorRequest(_Request):
     console_output: Text | None = None
 
 
+def _integral(value: Any) -> Any:
+    """A float without a fraction as the integer it is: JSON has one number type, and a
+    client may write 5 as 5.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: The schema's way of saying "at least one filter given, and not null".
+EXPIRE_FILTER_GIVEN: list[Any] = [
+    {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+    for name in ("job_type", "cache_version", "finished_before")
+]
+
+
 class ExpireRequest(_Request):
-    """Which completed jobs to expire: those matching every filter given (at least one)."""
+    """Which completed jobs to expire: those matching every filter given (at least one;
+    a null filter is not given)."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra={"anyOf": EXPIRE_FILTER_GIVEN})
 
     job_type: JobType | None = None
     cache_version: Annotated[Text, StringConstraints(max_length=128)] | None = None
     #: Epoch milliseconds: results that finished before then.
-    finished_before: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)] | None = None
+    finished_before: (
+        Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER), BeforeValidator(_integral)] | None
+    ) = None
 
 
 class BatchDeleteRequest(_Request):
     """Jobs to delete."""
 
-    job_ids: Annotated[list[str], Field(min_length=1, max_length=1000)]
+    job_ids: Annotated[list[Text], Field(min_length=1, max_length=1000)]
 
 
 # --- responses --------------------------------------------------------------------------
@@ -365,3 +410,9 @@ class ErrorBody(BaseModel):
     """Every error: what is wrong."""
 
     error: str
+
+
+#: The answer of a route that counts requests against a rate limit, once over it.
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorBody, "description": "Over the rate limit; Retry-After says when to retry"}
+}

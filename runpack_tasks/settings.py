@@ -60,6 +60,15 @@ class RunpackSettings(BaseSettings):
     rate_status: str = "60/minute"
     rate_runner: str = "120/minute"
     rate_admin: str = "1000/minute"
+    #: Runner registrations per client IP.
+    rate_register: str = "30/minute"
+    #: Runner requests per client IP, whatever runner ids they name (rate_runner is per
+    #: runner): minting runner ids buys no fresh budget.
+    rate_runner_host: str = "1200/minute"
+
+    #: Long polls (``/api/runner/jobs/available?wait=``) one API process holds at once;
+    #: past it a poll is answered at once, as if no job were pending (0: no long polls).
+    max_long_polls: int = Field(1000, ge=0)
 
     max_input_bytes: int = Field(102_400, gt=0)
     max_output_bytes: int = Field(512_000, gt=0)
@@ -118,7 +127,14 @@ class RunpackSettings(BaseSettings):
             raise ValueError(f"{value!r} is not a URL (expected scheme://...)")
         return value
 
-    @field_validator("rate_submit", "rate_status", "rate_runner", "rate_admin")
+    @field_validator(
+        "rate_submit",
+        "rate_status",
+        "rate_runner",
+        "rate_admin",
+        "rate_register",
+        "rate_runner_host",
+    )
     @classmethod
     def _check_rate(cls, value: str) -> str:
         try:

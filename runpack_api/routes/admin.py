@@ -14,6 +14,7 @@ from runpack_api import presenters
 from runpack_api.deps import AdminKey, AdminRate, AdminReadKey
 from runpack_api.jsonbody import OrjsonRoute
 from runpack_api.schemas import (
+    RATE_LIMITED,
     BatchDeleteRequest,
     BatchDeleteResponse,
     DeleteResponse,
@@ -29,6 +30,8 @@ from runpack_api.schemas import (
     JobTypeList,
     MinuteCount,
     Outcome,
+    PageLimit,
+    PageOffset,
     PathId,
     RunnerCounts,
     RunnerDetail,
@@ -41,14 +44,12 @@ from runpack_tasks.cancel import revoke_job
 from runpack_tasks.errors import InvalidRequest, JobNotFound, RunnerNotFound, TransitionRejected
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.models import JobRow, JobStatus, RunnerKind, now_ms
-from runpack_tasks.jobstore.payloads import MAX_SAFE_INTEGER
 
 router = APIRouter(
     route_class=OrjsonRoute,
-    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    responses={404: {"model": ErrorBody}, **RATE_LIMITED},
 )
 log = logging.getLogger(__name__)
-MAX_PAGE = 500
 #: Runners listed when no ``limit`` is given.
 RUNNER_PAGE = 100
 
@@ -72,8 +73,8 @@ async def list_jobs(
     runtime: AdminRate,
     status: JobStatus | None = None,
     job_type: JobType | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER)] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
     before: Annotated[str | None, Query(max_length=300, description="next_before")] = None,
 ) -> Any:
     """Jobs, newest first, filtered by status and type. Page with ``before`` (the previous
@@ -115,8 +116,8 @@ async def job_detail(job_id: PathId, runtime: AdminRate) -> Any:
 @router.get("/runners", response_model=RunnerList, dependencies=[AdminReadKey])
 async def list_runners(
     runtime: AdminRate,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = RUNNER_PAGE,
-    offset: Annotated[int, Query(ge=0, le=MAX_SAFE_INTEGER)] = 0,
+    limit: PageLimit = RUNNER_PAGE,
+    offset: PageOffset = 0,
 ) -> Any:
     """A page of runners and Celery workers, most recently seen first."""
     page = await run_in_threadpool(

@@ -10,8 +10,6 @@ they are; ``/docs`` still shows every body from the schema models.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
 from runpack_api import operations
@@ -19,6 +17,7 @@ from runpack_api.deps import Role, gate
 from runpack_api.jsonbody import read_json
 from runpack_api.ratelimit import RateCategory
 from runpack_api.schemas import (
+    RATE_LIMITED,
     CheckResponse,
     ErrorBody,
     JobRequest,
@@ -26,12 +25,8 @@ from runpack_api.schemas import (
     SubmitResponse,
 )
 
-router = APIRouter(responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}})
+router = APIRouter(responses={**RATE_LIMITED})
 SUBMITTER = (Role.SUBMIT,)
-BODY_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody},
-    413: {"model": ErrorBody},
-}
 #: The request body of submit and check, as /docs shows it.
 JOB_BODY = {
     "requestBody": {
@@ -45,7 +40,7 @@ JOB_BODY = {
     "/submit",
     status_code=201,
     response_model=SubmitResponse,
-    responses={200: {"model": SubmitResponse, "description": "The job existed"}, **BODY_ERRORS},
+    responses={200: {"model": SubmitResponse, "description": "The job existed"}},
     openapi_extra=JOB_BODY,
 )
 async def submit_job(request: Request) -> Response:
@@ -58,7 +53,7 @@ async def submit_job(request: Request) -> Response:
     return await operations.submit(runtime, await read_json(request))
 
 
-@router.post("/check", response_model=CheckResponse, responses=BODY_ERRORS, openapi_extra=JOB_BODY)
+@router.post("/check", response_model=CheckResponse, openapi_extra=JOB_BODY)
 async def check_job(request: Request) -> Response:
     """Whether this job exists, with its result or error; never creates or requeues."""
     runtime = await gate(request, SUBMITTER, RateCategory.SUBMIT)
@@ -68,7 +63,7 @@ async def check_job(request: Request) -> Response:
 @router.get(
     "/{job_id}",
     response_model=JobStatusResponse,
-    responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    responses={404: {"model": ErrorBody}},
 )
 async def job_status(request: Request, job_id: str) -> Response:
     """A job's status, progress, and result or error."""

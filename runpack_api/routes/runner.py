@@ -8,12 +8,22 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query
+from sqlalchemy.engine import Row
 from starlette.concurrency import run_in_threadpool
 
-from runpack_api.deps import EngineDep, RunnerDep, RunnerKey, RunnerRate, RuntimeDep
+from runpack_api.deps import (
+    EngineDep,
+    RegisterRate,
+    RunnerDep,
+    RunnerKey,
+    RunnerRate,
+    RuntimeDep,
+)
 from runpack_api.jsonbody import OrjsonRoute
 from runpack_api.runtime import Runtime
 from runpack_api.schemas import (
+    MAX_CAPABILITIES,
+    RATE_LIMITED,
     AvailableJob,
     AvailableResponse,
     ClaimedJob,
@@ -37,11 +47,10 @@ from runpack_tasks.jobstore.payloads import check_json, check_text
 router = APIRouter(
     route_class=OrjsonRoute,
     dependencies=[RunnerKey],
-    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    responses={404: {"model": ErrorBody}},
 )
 REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": Outcome, "description": "Not active, or not claimed by this runner"},
-    413: {"model": ErrorBody},
 }
 MAX_WAIT_S = 30.0
 
@@ -50,8 +59,8 @@ def _not_yours(what: str) -> TransitionRejected:
     return TransitionRejected(f"cannot {what}: the job is not active or not claimed by this runner")
 
 
-@router.post("/register", status_code=201, response_model=RegisterResponse)
-async def register_runner(body: RegisterRequest, runtime: RuntimeDep) -> Any:
+@router.post("/register", status_code=201, response_model=RegisterResponse, responses=RATE_LIMITED)
+async def register_runner(body: RegisterRequest, runtime: RegisterRate) -> Any:
     """Announce a runner and the job types it serves; returns its id."""
     runner_id = await run_in_threadpool(
         runners.register, runtime.engine, body.name, body.capabilities
@@ -73,32 +82,42 @@ async def stop_runner(runner: RunnerDep, engine: EngineDep) -> Any:
     return Outcome(success=True, message=f"Runner {runner.name} stopped")
 
 
-@router.get("/jobs/available", response_model=AvailableResponse)
-async def available_jobs(
-    runtime: RunnerRate,  # counted before the runner is looked up
-    runner: RunnerDep,
-    types_brackets: Annotated[list[JobType] | None, Query(alias="types[]")] = None,
-    types: Annotated[list[JobType] | None, Query()] = None,
-    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="Long poll, seconds")] = 0,
-) -> Any:
-    """Pending jobs of the given types (default: the runner's capabilities), oldest first.
-
-    With ``wait``, answers as soon as one is pending, or empty after ``wait`` seconds.
-    """
-    job_types = [*(types_brackets or []), *(types or [])] or list(runner.capabilities)
-    if not job_types:
-        raise InvalidRequest("no job types: pass types[]=... or register with capabilities")
-    deadline = time.monotonic() + wait
+async def _poll(runtime: Runtime, job_types: list[str], wait_s: float) -> list[Row[Any]]:
+    """The pending jobs of ``job_types``, waiting up to ``wait_s`` for one."""
+    deadline = time.monotonic() + wait_s
     while True:
         # the table is read again only when woken: a waiting poll costs no query
         with runtime.pending.watching(job_types) as woken:
-            if wait and runtime.pending.known_empty(job_types):
+            if wait_s and runtime.pending.known_empty(job_types):
                 jobs = []
             else:
                 jobs = await run_in_threadpool(queries.available_jobs, runtime.engine, job_types)
             remaining = deadline - time.monotonic()
             if jobs or remaining <= 0 or not await woken.wait(remaining):
                 break
+    return jobs
+
+
+@router.get("/jobs/available", response_model=AvailableResponse, responses=RATE_LIMITED)
+async def available_jobs(
+    runtime: RunnerRate,  # counted before the runner is looked up
+    runner: RunnerDep,
+    types_brackets: Annotated[
+        list[JobType] | None, Query(alias="types[]", max_length=MAX_CAPABILITIES)
+    ] = None,
+    types: Annotated[list[JobType] | None, Query(max_length=MAX_CAPABILITIES)] = None,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="Long poll, seconds")] = 0,
+) -> Any:
+    """Pending jobs of the given types (default: the runner's capabilities), oldest first.
+
+    With ``wait``, answers as soon as one is pending, or empty after ``wait`` seconds;
+    while this API process already holds RUNPACK_MAX_LONG_POLLS such waits, at once.
+    """
+    job_types = [*(types_brackets or []), *(types or [])] or list(runner.capabilities)
+    if not job_types:
+        raise InvalidRequest("no job types: pass types[]=... or register with capabilities")
+    with runtime.long_polls.slot(wait) as granted_s:
+        jobs = await _poll(runtime, job_types, granted_s)
     return AvailableResponse(
         jobs=[
             AvailableJob(
@@ -150,7 +169,11 @@ REPORTED = {
 }
 
 
-@router.post("/jobs/{job_id}/heartbeat", response_model=Outcome, responses=REPORT_RESPONSES)
+@router.post(
+    "/jobs/{job_id}/heartbeat",
+    response_model=Outcome,
+    responses={**REPORT_RESPONSES, **RATE_LIMITED},
+)
 async def heartbeat_job(
     job_id: PathId, body: HeartbeatRequest, runtime: RunnerRate, runner: RunnerDep
 ) -> Any:

@@ -20,27 +20,47 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_JSON_DEPTH = 64
 
 
-def json_depth(value: Any) -> int:
-    """How deeply ``value`` nests objects and arrays (a scalar is depth 0)."""
-    deepest = 0
+def _scan(value: Any) -> tuple[int, str | None]:
+    """How deeply ``value`` nests objects and arrays (a scalar is depth 0), and what in it
+    cannot be stored as JSON everywhere (None: nothing)."""
+    deepest, unstorable = 0, None
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                unstorable = "contains a NUL character, which cannot be stored"
+            continue
+        if isinstance(item, int | float) and not isinstance(item, bool):
+            # 1e20 is an integer too, however it is written
+            if abs(item) > MAX_SAFE_INTEGER and (isinstance(item, int) or item.is_integer()):
+                unstorable = f"holds an integer beyond +-{MAX_SAFE_INTEGER} (2^53 - 1)"
+            continue
         if isinstance(item, dict):
-            children: Any = item.values()
+            children: Any = [*item.keys(), *item.values()]
         elif isinstance(item, list):
             children = item
         else:
             continue
         deepest = max(deepest, depth + 1)
         stack.extend((child, depth + 1) for child in children)
-    return deepest
+    return deepest, unstorable
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests objects and arrays (a scalar is depth 0)."""
+    return _scan(value)[0]
 
 
 def check_json(name: str, value: Any, max_bytes: int) -> None:
-    """Refuse ``value`` if it nests too deeply (400) or encodes to over ``max_bytes`` (413)."""
-    if json_depth(value) > MAX_JSON_DEPTH:
+    """Refuse ``value`` if it nests too deeply, holds a NUL character (PostgreSQL cannot
+    store one, so no backend does) or an integer beyond JSON's safe range (400), or
+    encodes to over ``max_bytes`` (413)."""
+    depth, unstorable = _scan(value)
+    if depth > MAX_JSON_DEPTH:
         raise InvalidRequest(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
+    if unstorable is not None:
+        raise InvalidRequest(f"{name} {unstorable}")
     try:
         size = len(orjson.dumps(value))
     except TypeError as exc:  # an integer beyond 64 bits

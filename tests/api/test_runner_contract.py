@@ -170,7 +170,7 @@ def test_a_result_the_server_refuses_as_invalid_fails_the_job(runner: RunnerUnde
     assert job["status"] == "failed"
     assert job["error_message"] == (
         "the server refused the result: "
-        "output_data cannot be encoded as JSON: Integer exceeds 64-bit range"
+        "output_data holds an integer beyond +-9007199254740991 (2^53 - 1)"
     )
     refusals = [line for line in runner.log().splitlines() if job["job_id"] in line]
     assert sum("complete answered HTTP 400" in line for line in refusals) == 1, refusals

@@ -23,5 +23,6 @@ def settings_for(database_url: str, backend: Backend, tmp_path: Path) -> Runpack
         admin_api_key=KEYS["admin"],  # type: ignore[arg-type]
         rate_submit="100000/minute",
         rate_status="100000/minute",
+        rate_register="100000/minute",
         result_cache_ttl_s=60,
     )

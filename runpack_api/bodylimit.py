@@ -20,6 +20,7 @@ def body_caps(settings: RunpackSettings) -> dict[str, int]:
     return {
         "submit": settings.max_input_bytes + ENVELOPE_BYTES,
         "check": settings.max_input_bytes + ENVELOPE_BYTES,
+        "submit-batch": settings.max_batch_bytes,
         "heartbeat": settings.max_console_bytes + ENVELOPE_BYTES,
         "complete": settings.max_output_bytes + settings.max_console_bytes + ENVELOPE_BYTES,
         "error": settings.max_error_bytes + settings.max_console_bytes + ENVELOPE_BYTES,

@@ -54,11 +54,14 @@ async def _runpack_error(_request: Request, exc: Exception) -> Response:
     return runpack_error_response(exc)
 
 
+def validation_message(exc: RequestValidationError) -> str:
+    """What a 400 for this validation error says (its first three problems)."""
+    return "; ".join(_describe(error) for error in exc.errors()[:3]) or "invalid request"
+
+
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    message = "; ".join(_describe(error) for error in errors[:3]) or "invalid request"
-    return error_response(400, message)
+    return error_response(400, validation_message(exc))
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

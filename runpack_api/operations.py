@@ -1,5 +1,9 @@
 """The work behind ``/api/jobs`` once a request passed its gate: limits, cache keys, answers.
 
+A single submit and a batch take the same pipeline: the cache lookup, the checks of a
+body (``_accepted``), one write for all (``_store``, through ``lifecycle.submit_many``, with
+``_servable`` judging stored results), and the answers (``_submitted``).
+
 Completed results never change, so their encoded answers are kept in the process's
 ResultCache under ``(route, job hash or id)``: a cache hit costs a hash and a lookup, not a
 database round trip. Every answer is a schema model, encoded once.
@@ -7,21 +11,27 @@ database round trip. Every answer is a schema model, encoded once.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+import orjson
+from fastapi.exceptions import RequestValidationError
+from orjson import Fragment
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from runner_plugins import InvalidParams
 from runpack_api import presenters
+from runpack_api.errors import validation_message
 from runpack_api.jsonbody import encode, raw_json_response, validated
 from runpack_api.runtime import Runtime
 from runpack_api.schemas import JobRequest
-from runpack_tasks.errors import InvalidRequest, JobNotFound
+from runpack_tasks.errors import InvalidRequest, JobNotFound, RunpackError
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.hashing import job_hash
-from runpack_tasks.jobstore.lifecycle import SubmitOutcome
+from runpack_tasks.jobstore.lifecycle import Submission, SubmitOutcome
 from runpack_tasks.jobstore.models import JobRow, JobStatus
 from runpack_tasks.jobstore.payloads import check_json, refuse_nul
 
@@ -67,6 +77,22 @@ def _validate_params(runtime: Runtime, job: JobRequest) -> None:
         raise InvalidRequest(f"input_params for {job.job_type}: {exc}") from None
 
 
+def _accepted(runtime: Runtime, document: Any, digest: str | None) -> tuple[JobRequest, str]:
+    """A submitted body that missed the cache, checked as every submit is (validation,
+    limits, the plugin's parameter validation), and its hash."""
+    job, digest = _job(runtime, document, digest)
+    _validate_params(runtime, job)
+    return job, digest
+
+
+def _servable(_runtime: Runtime, _job: JobRow) -> bool:
+    """Whether a completed stored job's result may be served: the one point where every
+    submit path (single and batch) judges it; a result judged unservable is expired and
+    the job requeued (``lifecycle.submit_many``). Every completed result is servable until
+    it is expired or deleted."""
+    return True
+
+
 @dataclass(frozen=True)
 class Stored:
     """What a submit did: its outcome, whether the sender thread is to publish the job, and
@@ -77,19 +103,124 @@ class Stored:
     served: bool | None
 
 
-def _store_submit(runtime: Runtime, job: JobRequest, digest: str) -> Stored:
-    """Submit, announcing the message in the same write when a Celery worker serves the type."""
+def _store(runtime: Runtime, jobs: list[tuple[JobRequest, str]]) -> list[Stored]:
+    """Submit the jobs in one write, announcing in it the messages of the types a Celery
+    worker serves; one ``Stored`` per job, in order."""
     served = runtime.publisher.served.get()
-    publishing = job.job_type in served.celery
-    outcome = lifecycle.submit(
-        runtime.engine, job.job_type, job.input_params, digest, publishing=publishing
+    outcomes = lifecycle.submit_many(
+        runtime.engine,
+        [
+            Submission(job.job_type, job.input_params, digest, job.job_type in served.celery)
+            for job, digest in jobs
+        ],
+        servable=partial(_servable, runtime),
     )
-    pending = outcome.job.status == JobStatus.PENDING
-    return Stored(
-        outcome,
-        publishing and outcome.needs_publish,
-        served=job.job_type in served.any if pending else None,
-    )
+    return [
+        Stored(
+            outcome,
+            outcome.needs_publish and job.job_type in served.celery,
+            served=job.job_type in served.any if outcome.job.status == JobStatus.PENDING else None,
+        )
+        for (job, _), outcome in zip(jobs, outcomes, strict=True)
+    ]
+
+
+def _submitted(runtime: Runtime, stored: list[Stored]) -> list[bytes]:
+    """The encoded answer of each stored submit; completed answers are kept in the
+    ResultCache, jobs made pending wake this process's long polls and go to the
+    publisher's thread (a slow broker never delays the client)."""
+    answers = []
+    announced = []
+    woke = False
+    for done in stored:
+        outcome, job = done.outcome, done.outcome.job
+        runtime.metrics.submitted(job.job_type, cache_hit=job.status == JobStatus.COMPLETED)
+        answer = encode(
+            presenters.submitted(
+                job, created=outcome.created, requeued=outcome.requeued, served=done.served
+            )
+        )
+        if job.status == JobStatus.COMPLETED:
+            runtime.results.put(("submit", job.job_hash), answer)
+        woke = woke or outcome.needs_publish
+        if done.publishing:
+            announced.append((job.id, job.job_type))
+        answers.append(answer)
+    if woke:
+        runtime.pending.notify()
+    if announced:
+        runtime.publisher.announce_many(announced)
+    return answers
+
+
+def _cached_submit(runtime: Runtime, document: Any, digest: str | None) -> bytes | None:
+    """The kept answer to submitting this body, counted as a cache hit."""
+    if digest is None or (cached := runtime.results.get(("submit", digest))) is None:
+        return None
+    runtime.metrics.submitted(document["job_type"], cache_hit=True)
+    return cached
+
+
+async def submit(runtime: Runtime, document: Any) -> Response:
+    """Create the job, or answer the existing one (with its result when completed); a failed
+    or expired job is requeued. 201 when this call created it."""
+    digest = _shaped_digest(document)
+    if (cached := _cached_submit(runtime, document, digest)) is not None:
+        return raw_json_response(cached)
+    accepted = _accepted(runtime, document, digest)
+    [done] = await run_in_threadpool(_store, runtime, [accepted])
+    [answer] = _submitted(runtime, [done])
+    return raw_json_response(answer, 201 if done.outcome.created else 200)
+
+
+def _batch_documents(runtime: Runtime, document: Any) -> list[Any]:
+    """The jobs of a batch body, 1 to ``max_batch_jobs`` of them."""
+    jobs = document.get("jobs") if isinstance(document, dict) else None
+    if not isinstance(jobs, list):
+        raise InvalidRequest('the body must be {"jobs": [{"job_type", "input_params"}, ...]}')
+    most = runtime.settings.max_batch_jobs
+    if not 1 <= len(jobs) <= most:
+        raise InvalidRequest(f"jobs: a batch holds 1 to {most} jobs, not {len(jobs)}")
+    return jobs
+
+
+def _batch_item(runtime: Runtime, index: int, document: Any) -> tuple[JobRequest, str]:
+    """One job of a batch, checked as a single submit; its error names its index."""
+    try:
+        return _accepted(runtime, document, _shaped_digest(document))
+    except RequestValidationError as exc:
+        raise InvalidRequest(f"jobs[{index}]: {validation_message(exc)}") from None
+    except RunpackError as exc:
+        refused = copy.copy(exc)
+        refused.message = f"jobs[{index}]: {exc.message}"
+        raise refused from None
+
+
+def _with_created(answer: bytes, created: bool) -> Fragment:
+    """A single submit's encoded answer (a JSON object) with ``created`` added."""
+    return Fragment(answer[:-1] + (b',"created":true}' if created else b',"created":false}'))
+
+
+async def submit_batch(runtime: Runtime, document: Any) -> Response:
+    """Submit every job of the batch as ``submit`` would, in one write: answers in order,
+    each with ``created``. Every job is checked before any is stored, so one bad job
+    refuses the batch (its index named) and nothing is created."""
+    documents = _batch_documents(runtime, document)
+    answers: list[Fragment | None] = []
+    misses: list[tuple[JobRequest, str]] = []
+    for index, item in enumerate(documents):
+        cached = _cached_submit(runtime, item, _shaped_digest(item))
+        answers.append(None if cached is None else _with_created(cached, False))
+        if cached is None:
+            misses.append(_batch_item(runtime, index, item))
+    if misses:
+        stored = await run_in_threadpool(_store, runtime, misses)
+        fresh = iter(
+            _with_created(answer, done.outcome.created)
+            for done, answer in zip(stored, _submitted(runtime, stored), strict=True)
+        )
+        answers = [answer if answer is not None else next(fresh) for answer in answers]
+    return raw_json_response(orjson.dumps({"results": answers}))
 
 
 def _kept(runtime: Runtime, key: CacheKey, job: JobRow, encoded: bytes) -> Response:
@@ -97,32 +228,6 @@ def _kept(runtime: Runtime, key: CacheKey, job: JobRow, encoded: bytes) -> Respo
     if job.status == JobStatus.COMPLETED:
         runtime.results.put(key, encoded)
     return raw_json_response(encoded)
-
-
-async def submit(runtime: Runtime, document: Any) -> Response:
-    """Create the job, or answer the existing one (with its result when completed); a failed
-    or expired job is requeued. 201 when this call created it."""
-    digest = _shaped_digest(document)
-    if digest is not None and (cached := runtime.results.get(("submit", digest))) is not None:
-        runtime.metrics.submitted(document["job_type"], cache_hit=True)
-        return raw_json_response(cached)
-    job, digest = _job(runtime, document, digest)
-    key = ("submit", digest)
-    _validate_params(runtime, job)
-    done = await run_in_threadpool(_store_submit, runtime, job, digest)
-    outcome, publishing, stored = done.outcome, done.publishing, done.outcome.job
-    runtime.metrics.submitted(job.job_type, cache_hit=stored.status == JobStatus.COMPLETED)
-    answer = encode(
-        presenters.submitted(
-            stored, created=outcome.created, requeued=outcome.requeued, served=done.served
-        )
-    )
-    if not outcome.needs_publish:
-        return _kept(runtime, key, stored, answer)
-    runtime.pending.notify()
-    if publishing:  # sent by the publisher's thread: a slow broker never delays the client
-        runtime.publisher.announce(stored.id, job.job_type)
-    return raw_json_response(answer, 201 if outcome.created else 200)
 
 
 async def check(runtime: Runtime, document: Any) -> Response:

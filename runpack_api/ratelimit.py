@@ -47,6 +47,8 @@ class RateCategory(StrEnum):
     RUNNER = "runner"
     #: admin routes, per client IP
     ADMIN = "admin"
+    #: submit-batch, per client IP: a batch is one request
+    BATCH = "batch"
 
 
 #: A lease is this fraction of the limit.
@@ -70,6 +72,7 @@ class RateLimits:
             RateCategory.STATUS: parse(settings.rate_status),
             RateCategory.RUNNER: parse(settings.rate_runner),
             RateCategory.ADMIN: parse(settings.rate_admin),
+            RateCategory.BATCH: parse(settings.rate_batch),
         }
         redis_url = settings.rate_limit_storage_url
         storage = (

@@ -35,6 +35,12 @@ class JobRequest(_Request):
     input_params: dict[str, Any]
 
 
+class BatchRequest(_Request):
+    """Jobs submitted at once (each checked as a single submit is)."""
+
+    jobs: list[JobRequest]
+
+
 class RegisterRequest(_Request):
     """A runner announcing itself and the job types it serves."""
 
@@ -97,6 +103,19 @@ class SubmitResponse(BaseModel):
     #: ``False`` (else absent) when the job is pending and no active HTTP runner or Celery
     #: worker serves its type.
     served: bool | None = None
+
+
+class BatchItem(SubmitResponse):
+    """What a single submit would have answered for one job of a batch, and whether this
+    batch created it."""
+
+    created: bool
+
+
+class BatchResponse(BaseModel):
+    """One answer per job of the batch, in its order."""
+
+    results: list[BatchItem]
 
 
 class CheckResponse(BaseModel):

@@ -19,6 +19,8 @@ from runpack_api.deps import Role, gate
 from runpack_api.jsonbody import read_json
 from runpack_api.ratelimit import RateCategory
 from runpack_api.schemas import (
+    BatchRequest,
+    BatchResponse,
     CheckResponse,
     ErrorBody,
     JobRequest,
@@ -56,6 +58,29 @@ async def submit_job(request: Request) -> Response:
     """
     runtime = await gate(request, SUBMITTER, RateCategory.SUBMIT)
     return await operations.submit(runtime, await read_json(request))
+
+
+@router.post(
+    "/submit-batch",
+    response_model=BatchResponse,
+    responses=BODY_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BatchRequest.model_json_schema()}},
+        }
+    },
+)
+async def submit_batch(request: Request) -> Response:
+    """Submit up to ``RUNPACK_MAX_BATCH_JOBS`` jobs at once: one answer per job, in order,
+    each what a single submit would answer plus ``created``.
+
+    Every job is checked as a single submit is; one bad job refuses the whole batch (the
+    error names its index) and nothing is created. Identical jobs get the same job id. A
+    batch counts as one request against ``RUNPACK_RATE_BATCH``.
+    """
+    runtime = await gate(request, SUBMITTER, RateCategory.BATCH)
+    return await operations.submit_batch(runtime, await read_json(request))
 
 
 @router.post("/check", response_model=CheckResponse, responses=BODY_ERRORS, openapi_extra=JOB_BODY)

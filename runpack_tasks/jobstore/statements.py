@@ -11,8 +11,10 @@ also prepares it server-side after a few runs), and returns plain tuples.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +88,109 @@ class Statement:
         if compiled.json_columns:
             rows = [_decode(row, compiled.json_columns) for row in rows]
         return list(rows)
+
+
+#: Bound parameters a statement may carry: PostgreSQL's protocol limit, and SQLite's
+#: default since 3.32 (read from the connection where the driver tells it).
+_POSTGRES_MAX_PARAMS = 65_535
+_SQLITE_MAX_PARAMS = 32_766
+
+
+_limits: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+def _max_params(engine: Engine) -> int:
+    if engine.dialect.name == "postgresql":
+        return _POSTGRES_MAX_PARAMS
+    limit = _limits.get(engine)
+    if limit is None:
+        connection = engine.raw_connection()
+        try:
+            getlimit = getattr(connection.driver_connection, "getlimit", None)
+            limit = (
+                int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+                if getlimit is not None
+                else _SQLITE_MAX_PARAMS
+            )
+        finally:
+            connection.close()
+        _limits[engine] = limit
+    return limit
+
+
+def _marker(engine: Engine, column: sa.Column[Any]) -> str:
+    """One positional parameter for ``column``, cast to its type on PostgreSQL (as
+    SQLAlchemy renders it) so that text sent for a JSON column is read as JSON."""
+    if engine.dialect.name == "postgresql":
+        return f"%s::{column.type.compile(engine.dialect)}"
+    return "?"
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), max(1, size))]
+
+
+def _sent(value: Any) -> Any:
+    return orjson.dumps(value).decode() if isinstance(value, dict | list) else value
+
+
+def _returned(engine: Engine, table: sa.Table, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (which returns every column of ``table``) and decode its JSON columns."""
+    rows = _execute(engine, sql, args)
+    if engine.dialect.name == "sqlite":
+        json_columns = tuple(
+            index for index, column in enumerate(table.c) if isinstance(column.type, sa.JSON)
+        )
+        rows = [_decode(row, json_columns) for row in rows]
+    return rows
+
+
+def insert_rows(
+    engine: Engine,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    conflict: str,
+) -> list[tuple[Any, ...]]:
+    """``INSERT INTO table (columns) VALUES (...), (...) ON CONFLICT (conflict) DO NOTHING
+    RETURNING *``: the rows this call created, whole. As many rows per statement as the
+    database's parameter limit allows (each statement commits on its own)."""
+    if not rows:
+        return []
+    preparer = engine.dialect.identifier_preparer
+    values = "(" + ", ".join(_marker(engine, table.c[name]) for name in columns) + ")"
+    head = (
+        f"INSERT INTO {preparer.format_table(table)} "
+        f"({', '.join(preparer.quote(name) for name in columns)}) VALUES "
+    )
+    tail = f" ON CONFLICT ({preparer.quote(conflict)}) DO NOTHING RETURNING " + ", ".join(
+        preparer.quote(column.name) for column in table.c
+    )
+    created: list[tuple[Any, ...]] = []
+    for chunk in _chunks(rows, _max_params(engine) // len(columns)):
+        sql = head + ", ".join([values] * len(chunk)) + tail
+        args = [_sent(value) for row in chunk for value in row]
+        created.extend(_returned(engine, table, sql, args))
+    return created
+
+
+def select_in(
+    engine: Engine, table: sa.Table, column: str, keys: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """``SELECT * FROM table WHERE column IN (keys)``, in as few statements as the
+    database's parameter limit allows."""
+    preparer = engine.dialect.identifier_preparer
+    marker = _marker(engine, table.c[column])
+    head = (
+        "SELECT "
+        + ", ".join(preparer.quote(c.name) for c in table.c)
+        + f" FROM {preparer.format_table(table)} WHERE {preparer.quote(column)} IN ("
+    )
+    found: list[tuple[Any, ...]] = []
+    for chunk in _chunks(keys, _max_params(engine)):
+        sql = head + ", ".join([marker] * len(chunk)) + ")"
+        found.extend(_returned(engine, table, sql, list(chunk)))
+    return found
 
 
 def _decode(row: tuple[Any, ...], columns: tuple[int, ...]) -> tuple[Any, ...]:

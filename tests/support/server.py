@@ -38,6 +38,7 @@ GENEROUS_RATES = {
     "RUNPACK_RATE_STATUS": "100000/minute",
     "RUNPACK_RATE_RUNNER": "100000/minute",
     "RUNPACK_RATE_ADMIN": "100000/minute",
+    "RUNPACK_RATE_BATCH": "100000/minute",
 }
 
 

@@ -130,21 +130,21 @@ def test_a_row_deleted_before_it_is_read_is_inserted_again(
 ) -> None:
     params = unique_params()
     old = submit(engine, "t", params).job
-    real_job_by_hash = queries.job_by_hash
-    reads: list[JobRow | None] = []
+    real_jobs_by_hashes = queries.jobs_by_hashes
+    reads: list[dict[str, JobRow]] = []
 
-    def deleted_first(engine: Engine, digest: str) -> JobRow | None:
+    def deleted_first(engine: Engine, digests: list[str]) -> dict[str, JobRow]:
         if not reads:  # an admin deletes the job between the insert and this read
             assert lifecycle.delete(engine, [old.id]) == {old.id}
-        reads.append(real_job_by_hash(engine, digest))
+        reads.append(real_jobs_by_hashes(engine, digests))
         return reads[-1]
 
-    monkeypatch.setattr(queries, "job_by_hash", deleted_first)
+    monkeypatch.setattr(queries, "jobs_by_hashes", deleted_first)
     outcome = submit(engine, "t", params)
-    assert reads == [None]  # read once, found nothing, then inserted again
+    assert reads == [{}]  # read once, found nothing, then inserted again
     assert outcome.created and outcome.needs_publish and outcome.job.id != old.id
     assert outcome.job.status == JobStatus.PENDING.value and outcome.job.input_params == params
-    assert real_job_by_hash(engine, old.job_hash) == outcome.job
+    assert queries.job_by_hash(engine, old.job_hash) == outcome.job
 
 
 def test_a_row_that_never_reads_back_is_a_503_after_a_few_inserts(
@@ -154,11 +154,11 @@ def test_a_row_that_never_reads_back_is_a_503_after_a_few_inserts(
     existing = submit(engine, "t", params).job
     reads: list[str] = []
 
-    def never_found(_engine: Engine, digest: str) -> JobRow | None:
-        reads.append(digest)
-        return None
+    def never_found(_engine: Engine, digests: list[str]) -> dict[str, JobRow]:
+        reads.extend(digests)
+        return {}
 
-    monkeypatch.setattr(queries, "job_by_hash", never_found)
+    monkeypatch.setattr(queries, "jobs_by_hashes", never_found)
     with pytest.raises(SubmitContended) as raised:
         submit(engine, "t", params)
     assert reads == [existing.job_hash] * lifecycle.SUBMIT_ATTEMPTS

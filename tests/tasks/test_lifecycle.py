@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from threading import Barrier
 
 import orjson
 import pytest
@@ -13,7 +15,8 @@ from sqlalchemy import Engine
 
 from runpack_api.errors import runpack_error_response
 from runpack_tasks.errors import SubmitContended
-from runpack_tasks.jobstore import lifecycle, queries
+from runpack_tasks.jobstore import lifecycle, queries, statements
+from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.lifecycle import claim, complete, fail, heartbeat, reap, release, submit
 from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus
 from tests.support import unique_params
@@ -145,6 +148,91 @@ def test_a_row_deleted_before_it_is_read_is_inserted_again(
     assert outcome.created and outcome.needs_publish and outcome.job.id != old.id
     assert outcome.job.status == JobStatus.PENDING.value and outcome.job.input_params == params
     assert queries.job_by_hash(engine, old.job_hash) == outcome.job
+
+
+def submissions(count: int, job_type: str = "many") -> list[lifecycle.Submission]:
+    made = []
+    for _ in range(count):
+        params = unique_params()
+        made.append(lifecycle.Submission(job_type, params, job_hash(job_type, params)))
+    return made
+
+
+def test_submit_many_answers_each_submission_in_order(engine: Engine) -> None:
+    # Given a pending, a completed and a failed job
+    pending, completed, failed = submissions(3)
+    ids = [submit(engine, s.job_type, s.input_params).job.id for s in (pending, completed, failed)]
+    for job_id in ids[1:]:
+        assert claim(engine, job_id, "r") is not None
+    complete(engine, ids[1], "r", output_data={"v": 1}, console_output=None)
+    fail(engine, ids[2], "r", error_message="x", console_output=None)
+    new = submissions(2)
+    # When they are submitted at once with new ones, one of them twice
+    batch = [new[0], pending, completed, failed, new[1], new[0], failed]
+    outcomes = lifecycle.submit_many(engine, batch)
+    # Then each is what a submit right after the ones before it would have returned
+    assert [(o.created, o.requeued) for o in outcomes] == [
+        (True, False),
+        (False, False),
+        (False, False),
+        (False, True),
+        (True, False),
+        (False, False),
+        (False, False),
+    ]
+    assert [o.job.id for o in outcomes[1:4]] == ids
+    assert outcomes[5].job.id == outcomes[0].job.id and outcomes[6].job.id == ids[2]
+    assert [o.job.status for o in outcomes] == [
+        "pending", "pending", "completed", "pending", "pending", "pending", "pending"
+    ]  # fmt: skip
+    assert outcomes[2].job.output_data == {"v": 1}
+
+
+def test_submit_many_expires_and_requeues_what_servable_refuses(engine: Engine) -> None:
+    kept, stale = submissions(2)
+    for s in (kept, stale):
+        job_id = submit(engine, s.job_type, s.input_params).job.id
+        claim(engine, job_id, "r")
+        complete(engine, job_id, "r", output_data={"v": 1}, console_output=None)
+    outcomes = lifecycle.submit_many(
+        engine, [kept, stale], servable=lambda job: job.job_hash != stale.digest
+    )
+    assert outcomes[0].job.status == "completed" and not outcomes[0].requeued
+    assert outcomes[1].job.status == "pending" and outcomes[1].requeued
+    assert outcomes[1].job.output_data is None
+
+
+def test_submit_many_splits_statements_at_the_parameter_limit(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a database that takes 7 rows per statement
+    monkeypatch.setattr(statements, "_max_params", lambda _engine: 7 * 9)
+    batch = submissions(50)
+    existing = submit(engine, batch[20].job_type, batch[20].input_params).job
+    # When 50 jobs are submitted, one of them already there
+    outcomes = lifecycle.submit_many(engine, batch)
+    # Then every other one is created, each under its own hash, in order
+    assert [o.created for o in outcomes] == [n != 20 for n in range(50)]
+    assert [o.job.job_hash for o in outcomes] == [s.digest for s in batch]
+    assert outcomes[20].job == existing
+    assert [o.job.input_params for o in outcomes] == [s.input_params for s in batch]
+
+
+def test_overlapping_concurrent_batches_create_each_job_once(engine: Engine) -> None:
+    shared, own_a, own_b = submissions(100), submissions(100), submissions(100)
+    start = Barrier(2)
+
+    def one_batch(batch: list[lifecycle.Submission]) -> list[lifecycle.SubmitOutcome]:
+        start.wait()
+        return lifecycle.submit_many(engine, batch)
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(one_batch, [own_a + shared, shared[::-1] + own_b])
+    created = [o.job.job_hash for o in a + b if o.created]
+    assert sorted(created) == sorted(s.digest for s in shared + own_a + own_b)
+    assert {o.job.id for o in a[100:]} == {o.job.id for o in b[:100]}
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(JOBS)).scalar_one() == 300
 
 
 def test_a_row_that_never_reads_back_is_a_503_after_a_few_inserts(

@@ -27,7 +27,7 @@ from runpack_api import presenters
 from runpack_api.errors import validation_message
 from runpack_api.jsonbody import encode, raw_json_response, validated
 from runpack_api.runtime import Runtime
-from runpack_api.schemas import JobRequest
+from runpack_api.schemas import JobRequest, StatusBatchRequest
 from runpack_tasks.errors import InvalidRequest, JobNotFound, RunpackError
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.hashing import job_hash
@@ -241,16 +241,40 @@ async def check(runtime: Runtime, document: Any) -> Response:
     return raw_json_response(answer) if stored is None else _kept(runtime, key, stored, answer)
 
 
+def _status_answer(runtime: Runtime, job: JobRow) -> bytes:
+    """A job's encoded status, kept in the ResultCache when it is completed."""
+    answer = encode(presenters.job_status(job))
+    if job.status == JobStatus.COMPLETED:
+        runtime.results.put(("status", job.id), answer)
+    return answer
+
+
 async def status(runtime: Runtime, job_id: str) -> Response:
     """A job's status, progress, and result or error."""
     try:
         refuse_nul(job_id)
     except ValueError as exc:
         raise InvalidRequest(f"job_id {exc}") from None
-    key = ("status", job_id)
-    if (cached := runtime.results.get(key)) is not None:
+    if (cached := runtime.results.get(("status", job_id))) is not None:
         return raw_json_response(cached)
     stored = await run_in_threadpool(queries.job_by_id, runtime.engine, job_id)
     if stored is None:
         raise JobNotFound(f"no job with id {job_id}")
-    return _kept(runtime, key, stored, encode(presenters.job_status(stored)))
+    return raw_json_response(_status_answer(runtime, stored))
+
+
+async def status_batch(runtime: Runtime, document: Any) -> Response:
+    """The status of each job id, in order (``null`` for an unknown id), in one read."""
+    job_ids = validated(StatusBatchRequest, document).job_ids
+    most = runtime.settings.max_batch_jobs
+    if not 1 <= len(job_ids) <= most:
+        raise InvalidRequest(f"job_ids: 1 to {most} ids at once, not {len(job_ids)}")
+    cached = {job_id: runtime.results.get(("status", job_id)) for job_id in job_ids}
+    missed = [job_id for job_id, answer in cached.items() if answer is None]
+    if missed:
+        found = await run_in_threadpool(queries.jobs_by_ids, runtime.engine, missed)
+        cached.update({job_id: _status_answer(runtime, job) for job_id, job in found.items()})
+    answers = [cached.get(job_id) for job_id in job_ids]
+    return raw_json_response(
+        orjson.dumps({"results": [None if a is None else Fragment(a) for a in answers]})
+    )

@@ -41,6 +41,12 @@ class BatchRequest(_Request):
     jobs: list[JobRequest]
 
 
+class StatusBatchRequest(_Request):
+    """Jobs whose status to read at once."""
+
+    job_ids: list[Annotated[Text, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]]
+
+
 class RegisterRequest(_Request):
     """A runner announcing itself and the job types it serves."""
 
@@ -140,6 +146,12 @@ class JobStatusResponse(BaseModel):
     progress: Progress | None = None
     result: JobResult | None = None
     error: str | None = None
+
+
+class StatusBatchResponse(BaseModel):
+    """One status per job id asked for, in order; ``null`` for an id no job has."""
+
+    results: list[JobStatusResponse | None]
 
 
 class RegisterResponse(BaseModel):

@@ -25,6 +25,8 @@ from runpack_api.schemas import (
     ErrorBody,
     JobRequest,
     JobStatusResponse,
+    StatusBatchRequest,
+    StatusBatchResponse,
     SubmitResponse,
 )
 
@@ -81,6 +83,25 @@ async def submit_batch(request: Request) -> Response:
     """
     runtime = await gate(request, SUBMITTER, RateCategory.BATCH)
     return await operations.submit_batch(runtime, await read_json(request))
+
+
+@router.post(
+    "/status-batch",
+    response_model=StatusBatchResponse,
+    responses={400: {"model": ErrorBody}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": StatusBatchRequest.model_json_schema()}},
+        }
+    },
+)
+async def status_batch(request: Request) -> Response:
+    """The status of up to ``RUNPACK_MAX_BATCH_JOBS`` jobs at once, in order (``null`` for an
+    unknown id): what following a batch polls. Counts as one request of
+    ``RUNPACK_RATE_STATUS``."""
+    runtime = await gate(request, SUBMITTER, RateCategory.STATUS)
+    return await operations.status_batch(runtime, await read_json(request))
 
 
 @router.post("/check", response_model=CheckResponse, responses=BODY_ERRORS, openapi_extra=JOB_BODY)

@@ -69,6 +69,12 @@ def job_by_hash(engine: Engine, digest: str) -> JobRow | None:
     return first_job(_BY_HASH, engine, key=digest)
 
 
+def jobs_by_ids(engine: Engine, job_ids: list[str]) -> dict[str, JobRow]:
+    """The jobs with these ids, by id (those that exist)."""
+    jobs = (JobRow._make(row) for row in select_in(engine, JOBS, "id", job_ids))
+    return {job.id: job for job in jobs}
+
+
 def jobs_by_hashes(engine: Engine, digests: list[str]) -> dict[str, JobRow]:
     """The jobs with these hashes, by hash (those that exist)."""
     if not digests:

@@ -229,3 +229,15 @@ def test_docs_describe_the_batch(server: ApiServer) -> None:
         spec = client.get("/openapi.json").json()
     operation = spec["paths"][BATCH]["post"]
     assert "requestBody" in operation and {"200", "400", "413"} <= set(operation["responses"])
+
+
+def test_status_batch_refuses_what_is_not_a_list_of_ids(limited: ApiServer) -> None:
+    with limited.client("submit") as client:
+        for body in ({}, {"job_ids": "x"}, {"job_ids": [1]}, {"job_ids": ["a\x00"]}):
+            assert_error(client.post("/api/jobs/status-batch", json=body), 400)
+        too_many = client.post("/api/jobs/status-batch", json={"job_ids": ["a"] * (MAX_JOBS + 1)})
+        assert f"1 to {MAX_JOBS} ids" in assert_error(too_many, 400)
+        none = client.post("/api/jobs/status-batch", json={"job_ids": []})
+        assert_error(none, 400)
+        unknown = client.post("/api/jobs/status-batch", json={"job_ids": ["nope"]})
+    assert unknown.status_code == 200 and unknown.json() == {"results": [None]}

@@ -120,12 +120,12 @@ class Metrics:
         )
         self.registry.register(StoreCollector(engine))
 
-    def submitted(self, job_type: str, cache_hit: bool) -> None:
-        """Count one submission."""
+    def submitted(self, job_type: str, cache_hit: bool, count: int = 1) -> None:
+        """Count ``count`` submissions of one type."""
         label = self.type_label(job_type)
-        self.submissions.labels(label).inc()
+        self.submissions.labels(label).inc(count)
         if cache_hit:
-            self.cache_hits.labels(label).inc()
+            self.cache_hits.labels(label).inc(count)
 
     def totals(self) -> tuple[int, int]:
         """(submissions, cache hits) counted by this process."""

@@ -12,6 +12,7 @@ database round trip. Every answer is a schema model, encoded once.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -132,9 +133,10 @@ def _submitted(runtime: Runtime, stored: list[Stored]) -> list[bytes]:
     answers = []
     announced = []
     woke = False
+    counted: Counter[tuple[str, bool]] = Counter()
     for done in stored:
         outcome, job = done.outcome, done.outcome.job
-        runtime.metrics.submitted(job.job_type, cache_hit=job.status == JobStatus.COMPLETED)
+        counted[job.job_type, job.status == JobStatus.COMPLETED] += 1
         answer = encode(
             presenters.submitted(
                 job, created=outcome.created, requeued=outcome.requeued, served=done.served
@@ -146,6 +148,8 @@ def _submitted(runtime: Runtime, stored: list[Stored]) -> list[bytes]:
         if done.publishing:
             announced.append((job.id, job.job_type))
         answers.append(answer)
+    for (job_type, cache_hit), count in counted.items():
+        runtime.metrics.submitted(job_type, cache_hit=cache_hit, count=count)
     if woke:
         runtime.pending.notify()
     if announced:
@@ -184,10 +188,12 @@ def _batch_documents(runtime: Runtime, document: Any) -> list[Any]:
     return jobs
 
 
-def _batch_item(runtime: Runtime, index: int, document: Any) -> tuple[JobRequest, str]:
+def _batch_item(
+    runtime: Runtime, index: int, document: Any, digest: str | None
+) -> tuple[JobRequest, str]:
     """One job of a batch, checked as a single submit; its error names its index."""
     try:
-        return _accepted(runtime, document, _shaped_digest(document))
+        return _accepted(runtime, document, digest)
     except RequestValidationError as exc:
         raise InvalidRequest(f"jobs[{index}]: {validation_message(exc)}") from None
     except RunpackError as exc:
@@ -209,10 +215,11 @@ async def submit_batch(runtime: Runtime, document: Any) -> Response:
     answers: list[Fragment | None] = []
     misses: list[tuple[JobRequest, str]] = []
     for index, item in enumerate(documents):
-        cached = _cached_submit(runtime, item, _shaped_digest(item))
+        digest = _shaped_digest(item)
+        cached = _cached_submit(runtime, item, digest)
         answers.append(None if cached is None else _with_created(cached, False))
         if cached is None:
-            misses.append(_batch_item(runtime, index, item))
+            misses.append(_batch_item(runtime, index, item, digest))
     if misses:
         stored = await run_in_threadpool(_store, runtime, misses)
         fresh = iter(

@@ -90,9 +90,8 @@ class Statement:
         return list(rows)
 
 
-#: Bound parameters a statement may carry: PostgreSQL's protocol limit, and SQLite's
-#: default since 3.32 (read from the connection where the driver tells it).
-_POSTGRES_MAX_PARAMS = 65_535
+#: Bound parameters a SQLite statement may carry by default since 3.32 (read from the
+#: connection where the driver tells it).
 _SQLITE_MAX_PARAMS = 32_766
 
 
@@ -100,8 +99,7 @@ _limits: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
 
 
 def _max_params(engine: Engine) -> int:
-    if engine.dialect.name == "postgresql":
-        return _POSTGRES_MAX_PARAMS
+    """How many parameters one statement may bind on this SQLite database."""
     limit = _limits.get(engine)
     if limit is None:
         connection = engine.raw_connection()
@@ -116,14 +114,6 @@ def _max_params(engine: Engine) -> int:
             connection.close()
         _limits[engine] = limit
     return limit
-
-
-def _marker(engine: Engine, column: sa.Column[Any]) -> str:
-    """One positional parameter for ``column``, cast to its type on PostgreSQL (as
-    SQLAlchemy renders it) so that text sent for a JSON column is read as JSON."""
-    if engine.dialect.name == "postgresql":
-        return f"%s::{column.type.compile(engine.dialect)}"
-    return "?"
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -145,6 +135,10 @@ def _returned(engine: Engine, table: sa.Table, sql: str, args: list[Any]) -> lis
     return rows
 
 
+def _type(engine: Engine, column: sa.Column[Any]) -> str:
+    return str(column.type.compile(engine.dialect))
+
+
 def insert_rows(
     engine: Engine,
     table: sa.Table,
@@ -152,23 +146,34 @@ def insert_rows(
     rows: Sequence[Sequence[Any]],
     conflict: str,
 ) -> list[tuple[Any, ...]]:
-    """``INSERT INTO table (columns) VALUES (...), (...) ON CONFLICT (conflict) DO NOTHING
-    RETURNING *``: the rows this call created, whole. As many rows per statement as the
-    database's parameter limit allows (each statement commits on its own)."""
+    """One multi-row ``INSERT INTO table (columns) ... ON CONFLICT (conflict) DO NOTHING
+    RETURNING *``: the rows this call created, whole.
+
+    On PostgreSQL the rows go as one array per column (``SELECT * FROM unnest(...)``): one
+    statement whatever the count, whose text never changes (so psycopg prepares it), and
+    which PostgreSQL parses twice as fast as the same rows as ``VALUES`` parameters. On
+    SQLite they go as ``VALUES (...), (...)``, as many rows per statement as its
+    bound-parameter limit allows. Each statement commits on its own.
+    """
     if not rows:
         return []
     preparer = engine.dialect.identifier_preparer
-    values = "(" + ", ".join(_marker(engine, table.c[name]) for name in columns) + ")"
     head = (
         f"INSERT INTO {preparer.format_table(table)} "
-        f"({', '.join(preparer.quote(name) for name in columns)}) VALUES "
+        f"({', '.join(preparer.quote(name) for name in columns)}) "
     )
     tail = f" ON CONFLICT ({preparer.quote(conflict)}) DO NOTHING RETURNING " + ", ".join(
         preparer.quote(column.name) for column in table.c
     )
+    if engine.dialect.name == "postgresql":
+        arrays = ", ".join(f"%s::{_type(engine, table.c[name])}[]" for name in columns)
+        sql = f"{head}SELECT * FROM unnest({arrays}){tail}"
+        args = [[_sent(value) for value in column] for column in zip(*rows, strict=True)]
+        return _returned(engine, table, sql, args)
+    values = "(" + ", ".join("?" for _ in columns) + ")"
     created: list[tuple[Any, ...]] = []
     for chunk in _chunks(rows, _max_params(engine) // len(columns)):
-        sql = head + ", ".join([values] * len(chunk)) + tail
+        sql = head + "VALUES " + ", ".join([values] * len(chunk)) + tail
         args = [_sent(value) for row in chunk for value in row]
         created.extend(_returned(engine, table, sql, args))
     return created
@@ -177,18 +182,20 @@ def insert_rows(
 def select_in(
     engine: Engine, table: sa.Table, column: str, keys: Sequence[Any]
 ) -> list[tuple[Any, ...]]:
-    """``SELECT * FROM table WHERE column IN (keys)``, in as few statements as the
-    database's parameter limit allows."""
+    """``SELECT * FROM table WHERE column IN (keys)``: on PostgreSQL one statement
+    (``= ANY(array)``), on SQLite as few as its bound-parameter limit allows."""
     preparer = engine.dialect.identifier_preparer
-    marker = _marker(engine, table.c[column])
     head = (
         "SELECT "
         + ", ".join(preparer.quote(c.name) for c in table.c)
-        + f" FROM {preparer.format_table(table)} WHERE {preparer.quote(column)} IN ("
+        + f" FROM {preparer.format_table(table)} WHERE {preparer.quote(column)} "
     )
+    if engine.dialect.name == "postgresql":
+        sql = f"{head}= ANY(%s::{_type(engine, table.c[column])}[])"
+        return _returned(engine, table, sql, [list(keys)])
     found: list[tuple[Any, ...]] = []
     for chunk in _chunks(keys, _max_params(engine)):
-        sql = head + ", ".join([marker] * len(chunk)) + ")"
+        sql = head + "IN (" + ", ".join("?" for _ in chunk) + ")"
         found.extend(_returned(engine, table, sql, list(chunk)))
     return found
 

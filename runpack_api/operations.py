@@ -26,6 +26,7 @@ from starlette.responses import Response
 from runner_plugins import InvalidParams
 from runpack_api import presenters
 from runpack_api.errors import validation_message
+from runpack_api.grouping import GroupCommit
 from runpack_api.jsonbody import encode, raw_json_response, validated
 from runpack_api.runtime import Runtime
 from runpack_api.schemas import JobRequest, StatusBatchRequest
@@ -37,6 +38,10 @@ from runpack_tasks.jobstore.models import JobRow, JobStatus
 from runpack_tasks.jobstore.payloads import check_json, refuse_nul
 
 CacheKey = tuple[str, str]
+#: Group commit of single submits (grouping.py): writes at once on PostgreSQL, where two
+#: overlapping writers kept the p99 of new-job submits lower than one (SQLite takes one
+#: writer at a time anyway).
+GROUP_WRITERS = 2
 
 
 def _shaped_digest(document: Any) -> str | None:
@@ -126,6 +131,17 @@ def _store(runtime: Runtime, jobs: list[tuple[JobRequest, str]]) -> list[Stored]
     ]
 
 
+def _submit_group(runtime: Runtime) -> GroupCommit[tuple[JobRequest, str], Stored]:
+    """The group commit concurrent single submits of this process share (``_store``)."""
+    if runtime.submit_group is None:
+        sqlite = runtime.engine.dialect.name == "sqlite"
+        runtime.submit_group = GroupCommit(
+            partial(_store, runtime),
+            max_writers=1 if sqlite else GROUP_WRITERS,
+        )
+    return runtime.submit_group
+
+
 def _submitted(runtime: Runtime, stored: list[Stored]) -> list[bytes]:
     """The encoded answer of each stored submit; completed answers are kept in the
     ResultCache, jobs made pending wake this process's long polls and go to the
@@ -171,8 +187,7 @@ async def submit(runtime: Runtime, document: Any) -> Response:
     digest = _shaped_digest(document)
     if (cached := _cached_submit(runtime, document, digest)) is not None:
         return raw_json_response(cached)
-    accepted = _accepted(runtime, document, digest)
-    [done] = await run_in_threadpool(_store, runtime, [accepted])
+    done = await _submit_group(runtime).submit(_accepted(runtime, document, digest))
     [answer] = _submitted(runtime, [done])
     return raw_json_response(answer, 201 if done.outcome.created else 200)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
 from runner_plugins import Plugin, installed_plugins
+from runpack_api.grouping import GroupCommit
 from runpack_api.metrics import Metrics
 from runpack_api.ratelimit import RateLimits
 from runpack_api.result_cache import ResultCache
@@ -49,6 +51,8 @@ class Runtime:
     #: The plugins installed here; their parameter validation runs at submit.
     plugins: dict[str, Plugin]
     pending: PendingSignal = field(default_factory=PendingSignal)
+    #: The single submits' group commit (operations.py makes it on first use).
+    submit_group: GroupCommit[Any, Any] | None = None
 
     @classmethod
     def start(cls, settings: RunpackSettings) -> Runtime:

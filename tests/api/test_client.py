@@ -5,6 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 
 from runpack_api.cli.client import parse_params
@@ -201,3 +203,21 @@ def test_wait_many_follows_jobs_until_all_finished(server: ApiServer) -> None:
             )
     assert sorted(finished) == sorted(ids)
     assert [final[job_id].status.value for job_id in ids] == ["completed", "completed", "failed"]  # type: ignore[union-attr]
+
+
+def test_submit_many_waits_out_a_rate_limited_batch() -> None:
+    # a stand-in server: the first batch is over the rate limit, the next is answered
+    asked: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(len(orjson.loads(request.content)["jobs"]))
+        if len(asked) == 1:
+            return httpx.Response(429, headers={"Retry-After": "0"}, json={"error": "slow down"})
+        item = {"job_id": "j", "status": "pending", "message": "m", "created": True}
+        return httpx.Response(200, json={"results": [item] * asked[-1]})
+
+    with RunpackClient(
+        "http://127.0.0.1:9", submit_key="k", transport=httpx.MockTransport(answer)
+    ) as client:
+        answers = client.submit_many([("t", {"n": n}) for n in range(3)])
+    assert asked == [3, 3] and len(answers) == 3

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from runpack_api import operations
+from runpack_api.schemas import BatchResponse
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.models import JOBS
 from tests.support import (
@@ -46,6 +47,7 @@ def results(answer: httpx.Response) -> list[dict[str, Any]]:
     assert list(body) == ["results"]
     items: list[dict[str, Any]] = body["results"]
     assert all(set(item) <= ITEM_KEYS and isinstance(item["created"], bool) for item in items)
+    BatchResponse.model_validate(body)  # the shape /docs declares
     return items
 
 
@@ -120,9 +122,12 @@ def test_existing_completed_and_failed_jobs_are_answered_as_single_submits(
     assert [item["created"] for item in items] == [False, False, False, True]
     assert items[1]["result"]["output_data"] == {"v": 1}
     assert items[2]["message"].startswith("Job had failed or expired; requeued")
-    # and the completed answer, now cached, is served again the same way
+    # and the completed answer, now cached, is served again the same way, and is the
+    # single submit's answer with ``created`` added
     again = results(batch(server, [completed, completed]))
     assert again == [items[1], items[1]]
+    single = submit(server, completed["job_type"], completed["input_params"]).json()
+    assert {**single, "created": False} == items[1]
 
 
 def test_a_stored_result_judged_unservable_is_expired_and_requeued(

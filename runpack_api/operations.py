@@ -1,8 +1,9 @@
 """The work behind ``/api/jobs`` once a request passed its gate: limits, cache keys, answers.
 
 A single submit and a batch take the same pipeline: the cache lookup, the checks of a
-body (``_accepted``), one write for all (``_store``, through ``lifecycle.submit_many``, with
-``_servable`` judging stored results), and the answers (``_submitted``).
+body (``_accepted``), one write for all (``_store``, through ``lifecycle.submit_many``), the
+judgment of stored results (``_judged``, asking ``_servable``), and the answers
+(``_submitted``).
 
 Completed results never change, so their encoded answers are kept in the process's
 ResultCache under ``(route, job hash or id)``: a cache hit costs a hash and a lookup, not a
@@ -30,7 +31,7 @@ from runpack_api.grouping import GroupCommit
 from runpack_api.jsonbody import encode, raw_json_response, validated
 from runpack_api.runtime import Runtime
 from runpack_api.schemas import JobRequest, StatusBatchRequest
-from runpack_tasks.errors import InvalidRequest, JobNotFound, RunpackError
+from runpack_tasks.errors import InvalidRequest, JobNotFound, RunpackError, SubmitContended
 from runpack_tasks.jobstore import lifecycle, queries
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.lifecycle import Submission, SubmitOutcome
@@ -42,6 +43,9 @@ CacheKey = tuple[str, str]
 #: overlapping writers kept the p99 of new-job submits lower than one (SQLite takes one
 #: writer at a time anyway).
 GROUP_WRITERS = 2
+#: Judgments of one job's stored result a submit makes at most: an unservable result it
+#: expired may have been recomputed by the time it looks again, and that one is judged too.
+MAX_JUDGED = 3
 
 
 def _shaped_digest(document: Any) -> str | None:
@@ -91,11 +95,10 @@ def _accepted(runtime: Runtime, document: Any, digest: str | None) -> tuple[JobR
     return job, digest
 
 
-def _servable(_runtime: Runtime, _job: JobRow) -> bool:
+async def _servable(_runtime: Runtime, _job: JobRow) -> bool:
     """Whether a completed stored job's result may be served: the one point where every
-    submit path (single and batch) judges it; a result judged unservable is expired and
-    the job requeued (``lifecycle.submit_many``). Every completed result is servable until
-    it is expired or deleted."""
+    submit path (single and batch) judges it, after the write and outside it
+    (``_judged``). Every completed result is servable until it is expired or deleted."""
     return True
 
 
@@ -119,7 +122,6 @@ def _store(runtime: Runtime, jobs: list[tuple[JobRequest, str]]) -> list[Stored]
             Submission(job.job_type, job.input_params, digest, job.job_type in served.celery)
             for job, digest in jobs
         ],
-        servable=partial(_servable, runtime),
     )
     return [
         Stored(
@@ -129,6 +131,40 @@ def _store(runtime: Runtime, jobs: list[tuple[JobRequest, str]]) -> list[Stored]
         )
         for (job, _), outcome in zip(jobs, outcomes, strict=True)
     ]
+
+
+def _expire(runtime: Runtime, jobs: list[JobRow]) -> None:
+    """Expire the results judged unservable (those still completed; another request may
+    have expired or requeued one meanwhile)."""
+    for job in jobs:
+        lifecycle.expire(runtime.engine, job.id)
+
+
+async def _judged(
+    runtime: Runtime, jobs: list[tuple[JobRequest, str]], stored: list[Stored]
+) -> list[Stored]:
+    """``stored`` with every completed result judged (``_servable``): those judged
+    unservable are expired, then submitted again in one write, which requeues them (of
+    concurrent requests doing this, exactly one requeues each job). A result recomputed
+    and judged unservable again ``MAX_JUDGED`` times running is a 503."""
+    stored = list(stored)
+    for judged in range(MAX_JUDGED + 1):
+        stale = [
+            index
+            for index, done in enumerate(stored)
+            if done.outcome.job.status == JobStatus.COMPLETED
+            and not await _servable(runtime, done.outcome.job)
+        ]
+        if not stale:
+            return stored
+        if judged == MAX_JUDGED:
+            break
+        runtime.results.clear()  # this process forgets its answers once it expires a job
+        await run_in_threadpool(_expire, runtime, [stored[i].outcome.job for i in stale])
+        again = await run_in_threadpool(_store, runtime, [jobs[i] for i in stale])
+        for index, done in zip(stale, again, strict=True):
+            stored[index] = done
+    raise SubmitContended("a job's result was recomputed and judged unservable again while read")
 
 
 def _submit_group(runtime: Runtime) -> GroupCommit[tuple[JobRequest, str], Stored]:
@@ -187,7 +223,8 @@ async def submit(runtime: Runtime, document: Any) -> Response:
     digest = _shaped_digest(document)
     if (cached := _cached_submit(runtime, document, digest)) is not None:
         return raw_json_response(cached)
-    done = await _submit_group(runtime).submit(_accepted(runtime, document, digest))
+    accepted = _accepted(runtime, document, digest)
+    [done] = await _judged(runtime, [accepted], [await _submit_group(runtime).submit(accepted)])
     [answer] = _submitted(runtime, [done])
     return raw_json_response(answer, 201 if done.outcome.created else 200)
 
@@ -236,7 +273,7 @@ async def submit_batch(runtime: Runtime, document: Any) -> Response:
         if cached is None:
             misses.append(_batch_item(runtime, index, item, digest))
     if misses:
-        stored = await run_in_threadpool(_store, runtime, misses)
+        stored = await _judged(runtime, misses, await run_in_threadpool(_store, runtime, misses))
         fresh = iter(
             _with_created(answer, done.outcome.created)
             for done, answer in zip(stored, _submitted(runtime, stored), strict=True)

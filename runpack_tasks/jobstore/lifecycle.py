@@ -8,7 +8,7 @@ wins; the loser gets ``None`` (or ``False``) back, never an exception.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,39 +186,28 @@ class Submission:
     publishing: bool = False
 
 
-#: Judges whether a completed job's result may still be served; one that may not is
-#: expired and requeued like an expired job.
-Servable = Callable[[JobRow], bool]
-
-
 def submit(
     engine: Engine,
     job_type: str,
     input_params: dict[str, Any],
     digest: str | None = None,
     publishing: bool = False,
-    servable: Servable | None = None,
 ) -> SubmitOutcome:
     """Create the job for this hash, requeue it if it failed or expired, or return it as is
     (``submit_many`` of one job; ``digest`` spares hashing again)."""
     digest = digest or job_hash(job_type, input_params)
-    return submit_many(engine, [Submission(job_type, input_params, digest, publishing)], servable)[
-        0
-    ]
+    return submit_many(engine, [Submission(job_type, input_params, digest, publishing)])[0]
 
 
-def submit_many(
-    engine: Engine, submissions: Sequence[Submission], servable: Servable | None = None
-) -> list[SubmitOutcome]:
+def submit_many(engine: Engine, submissions: Sequence[Submission]) -> list[SubmitOutcome]:
     """Submit jobs at once: what ``submit`` does for each, one outcome per submission in order.
 
     One multi-row ``INSERT ... ON CONFLICT (job_hash) DO NOTHING RETURNING`` creates the new
-    ones, one read finds those that existed; of these, failed and expired ones (and
-    completed ones ``servable`` refuses, expired first) are requeued, each by the
-    single-winner ``resubmit``. A submission repeating an earlier one's hash gets that job
-    as a submit right after it would (not created, not requeued). A row deleted between the
-    insert that found it and the read of it is inserted again, up to ``SUBMIT_ATTEMPTS``
-    times; then ``SubmitContended`` is raised.
+    ones, one read finds those that existed; of these, failed and expired ones are
+    requeued, each by the single-winner ``resubmit``. A submission repeating an earlier
+    one's hash gets that job as a submit right after it would (not created, not requeued).
+    A row deleted between the insert that found it and the read of it is inserted again,
+    up to ``SUBMIT_ATTEMPTS`` times; then ``SubmitContended`` is raised.
     """
     first: dict[str, Submission] = {}
     for submission in submissions:
@@ -226,7 +215,7 @@ def submit_many(
     settled: dict[str, SubmitOutcome] = {}
     remaining = list(first.values())
     for _ in range(SUBMIT_ATTEMPTS):
-        remaining = _submit_once(engine, remaining, servable, settled)
+        remaining = _submit_once(engine, remaining, settled)
         if not remaining:
             break
     else:
@@ -248,7 +237,6 @@ def submit_many(
 def _submit_once(
     engine: Engine,
     submissions: list[Submission],
-    servable: Servable | None,
     settled: dict[str, SubmitOutcome],
 ) -> list[Submission]:
     """One insert of every submission, then one read of the rows it conflicted with; the
@@ -275,7 +263,7 @@ def _submit_once(
     found = queries.jobs_by_hashes(engine, [s.digest for s in existed]) if existed else {}
     vanished = []
     for submission in existed:
-        outcome = _existing(engine, submission, found.get(submission.digest), servable)
+        outcome = _existing(engine, submission, found.get(submission.digest))
         if outcome is None:
             vanished.append(submission)
         else:
@@ -283,13 +271,9 @@ def _submit_once(
     return vanished
 
 
-def _existing(
-    engine: Engine, submission: Submission, job: JobRow | None, servable: Servable | None
-) -> SubmitOutcome | None:
-    """The outcome for a job that existed: requeued when it failed or expired (or when its
-    completed result is no longer servable), else as found; None if the row is gone."""
-    if job is not None and job.status == JobStatus.COMPLETED and servable and not servable(job):
-        job = expire(engine, job.id) or queries.job_by_hash(engine, submission.digest)
+def _existing(engine: Engine, submission: Submission, job: JobRow | None) -> SubmitOutcome | None:
+    """The outcome for a job that existed: requeued when it failed or expired, else as
+    found; None if the row is gone."""
     if job is not None and job.status in _RESUBMITTABLE_VALUES:
         requeued = resubmit(engine, job.id, publishing=submission.publishing)
         if requeued is not None:

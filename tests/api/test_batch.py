@@ -138,15 +138,21 @@ def test_a_stored_result_judged_unservable_is_expired_and_requeued(
     ids = [submit(server, j["job_type"], j["input_params"]).json()["job_id"] for j in done]
     for job_id in ids:
         finish(server, "stale", job_id, "complete")
-    monkeypatch.setattr(operations, "_servable", lambda _runtime, _job: False)
+
+    async def never(_runtime: object, _job: object) -> bool:
+        return False
+
+    monkeypatch.setattr(operations, "_servable", never)
     # When one is submitted alone and the other in a batch
     single = submit(server, done[0]["job_type"], done[0]["input_params"])
-    items = results(batch(server, [done[1]]))
-    # Then both are requeued under their ids
+    items = results(batch(server, [done[1], done[1]]))
+    # Then both are requeued under their ids (the batch's repeat finds it queued)
     assert single.status_code == 200 and single.json()["status"] == "pending"
     assert single.json()["job_id"] == ids[0]
-    assert items[0]["status"] == "pending" and items[0]["job_id"] == ids[1]
+    assert [item["status"] for item in items] == ["pending", "pending"]
+    assert [item["job_id"] for item in items] == [ids[1], ids[1]]
     assert items[0]["message"].startswith("Job had failed or expired; requeued")
+    assert items[1]["message"].startswith("Job is already queued")
 
 
 @pytest.mark.parametrize(

@@ -30,14 +30,14 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     real = lifecycle.submit_many
     first = threading.Event()
 
-    def recorded(engine: Engine, submissions: Any, servable: Any = None) -> Any:
+    def recorded(engine: Engine, submissions: Any) -> Any:
         made.append([s.job_type for s in submissions])
         if not first.is_set():
             first.set()
             threading.Event().wait(0.3)
         if any(s.job_type == "contended" for s in submissions):
             raise SubmitContended("deleted while being submitted")
-        return real(engine, submissions, servable)
+        return real(engine, submissions)
 
     monkeypatch.setattr(lifecycle, "submit_many", recorded)
     yield made

@@ -188,20 +188,6 @@ def test_submit_many_answers_each_submission_in_order(engine: Engine) -> None:
     assert outcomes[2].job.output_data == {"v": 1}
 
 
-def test_submit_many_expires_and_requeues_what_servable_refuses(engine: Engine) -> None:
-    kept, stale = submissions(2)
-    for s in (kept, stale):
-        job_id = submit(engine, s.job_type, s.input_params).job.id
-        claim(engine, job_id, "r")
-        complete(engine, job_id, "r", output_data={"v": 1}, console_output=None)
-    outcomes = lifecycle.submit_many(
-        engine, [kept, stale], servable=lambda job: job.job_hash != stale.digest
-    )
-    assert outcomes[0].job.status == "completed" and not outcomes[0].requeued
-    assert outcomes[1].job.status == "pending" and outcomes[1].requeued
-    assert outcomes[1].job.output_data is None
-
-
 def test_submit_many_splits_statements_at_the_parameter_limit(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

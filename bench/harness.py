@@ -35,7 +35,7 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 #: A rate limit no benchmark reaches.
 UNLIMITED_RATE = "100000000/minute"
-RATE_KINDS = ("SUBMIT", "STATUS", "RUNNER", "ADMIN")
+RATE_KINDS = ("SUBMIT", "STATUS", "RUNNER", "ADMIN", "BATCH")
 
 
 # --- a lean HTTP client --------------------------------------------------------------------
@@ -59,7 +59,11 @@ class LeanClient:
 
     def post(self, path: str, body: Any) -> tuple[int, bytes]:
         """POST ``body`` as JSON; -> (status, response body)."""
-        self._connection.request("POST", path, orjson.dumps(body), self._headers)
+        return self.post_encoded(path, orjson.dumps(body))
+
+    def post_encoded(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """POST ``body``, already encoded JSON; -> (status, response body)."""
+        self._connection.request("POST", path, body, self._headers)
         response = self._connection.getresponse()
         return response.status, response.read()
 

@@ -88,9 +88,7 @@ LUA_DIR = BENCH_DIR / "lua"
 PYTHON = sys.executable
 
 KEYS = {"submit": "bench-submit-key", "runner": "bench-runner-key", "admin": "bench-admin-key"}
-REDIS_URL = "redis://127.0.0.1:6379/0"
-#: The baseline's Redis database: its rate-limit counters and broker are its own.
-BASE_REDIS_URL = "redis://127.0.0.1:6379/2"
+REDIS_SERVER = "redis://127.0.0.1:6379"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 COMPLETED_JOB = {"job_type": "noop", "input_params": {"n": 1, "name": "bench"}}
 
@@ -251,6 +249,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"PostgreSQL database used to create/drop the bench database "
         f"(default {DEFAULT_PG_URL})",
     )
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        default=0,
+        help="Redis database of the PostgreSQL backend (the baseline's: the next one; default 0)",
+    )
     args = parser.parse_args(argv)
     if args.baseline is not None and not (args.baseline / "runpack_api").is_dir():
         parser.error(f"--baseline {args.baseline} is not a checkout of this repository")
@@ -334,15 +338,17 @@ def embedded_backend(workdir: Path) -> Iterator[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def postgres_backend(admin_url: str) -> Iterator[dict[str, str]]:
+def postgres_backend(admin_url: str, redis_url: str) -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database (dropped afterwards) and the loopback Redis."""
     with fresh_database(admin_url) as url:
-        yield runpack_env(KEYS, url, REDIS_URL)
+        yield runpack_env(KEYS, url, redis_url)
 
 
 def backend(name: str, workdir: Path, args: argparse.Namespace) -> Any:
     """The context manager setting up backend ``name``; it yields the servers' environment."""
-    return embedded_backend(workdir) if name == "embedded" else postgres_backend(args.pg_url)
+    if name == "embedded":
+        return embedded_backend(workdir)
+    return postgres_backend(args.pg_url, f"{REDIS_SERVER}/{args.redis_db}")
 
 
 # --- the completed job ------------------------------------------------------------------
@@ -521,8 +527,9 @@ def app_server(
     env = stack.enter_context(backend(name, folder, args))
     if label == BASE:
         env = env | {"PYTHONPATH": str(args.baseline.resolve())}
-        if env.get("RUNPACK_BROKER_URL") == REDIS_URL:
-            env["RUNPACK_BROKER_URL"] = BASE_REDIS_URL
+        if env.get("RUNPACK_BROKER_URL", "").startswith(REDIS_SERVER):
+            # the baseline's rate-limit counters and broker are its own
+            env["RUNPACK_BROKER_URL"] = f"{REDIS_SERVER}/{args.redis_db + 1}"
     url = stack.enter_context(
         uvicorn(
             ["--factory", "runpack_api.app:app_from_env"],

@@ -6,6 +6,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runpack_api.errors import runpack_error_response
+from runpack_api.schemas import MAX_ID_LENGTH
 from runpack_tasks.errors import PayloadTooLarge
 from runpack_tasks.settings import RunpackSettings
 
@@ -20,6 +21,9 @@ def body_caps(settings: RunpackSettings) -> dict[str, int]:
     return {
         "submit": settings.max_input_bytes + ENVELOPE_BYTES,
         "check": settings.max_input_bytes + ENVELOPE_BYTES,
+        "submit-batch": settings.max_batch_bytes,
+        # a job id in JSON, quoted and escaped at worst, and its comma
+        "status-batch": settings.max_batch_jobs * (MAX_ID_LENGTH * 6 + 3) + ENVELOPE_BYTES,
         "heartbeat": settings.max_console_bytes + ENVELOPE_BYTES,
         "complete": settings.max_output_bytes + settings.max_console_bytes + ENVELOPE_BYTES,
         "error": settings.max_error_bytes + settings.max_console_bytes + ENVELOPE_BYTES,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from runpack_api.schemas import (
+    BatchItem,
+    BatchResponse,
     CheckResponse,
     JobDetail,
     JobList,
@@ -19,6 +23,7 @@ from runpack_api.schemas import (
     RunnerDetail,
     RunnerList,
     Stats,
+    StatusBatchResponse,
     SubmitResponse,
 )
 from runpack_tasks.jobstore.models import JobStatus
@@ -27,6 +32,8 @@ from runpack_tasks.settings import DEFAULT_API_URL
 FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED}
 #: The status route allows 60 requests a minute per client by default.
 DEFAULT_POLL_INTERVAL_S = 1.2
+#: Jobs per submit-batch (and ids per status-batch) request: the server's default maximum.
+DEFAULT_BATCH_SIZE = 1000
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -163,6 +170,98 @@ class RunpackClient:
         body = JobRequest.model_construct(job_type=job_type, input_params=params)
         return self._call("submit", "POST", path, model, json=body.model_dump())
 
+    def submit_many(
+        self,
+        jobs: Iterable[tuple[str, dict[str, Any]]],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_batch: Callable[[list[BatchItem]], None] | None = None,
+    ) -> list[BatchItem]:
+        """Submit (job_type, params) pairs through ``submit-batch``, ``batch_size`` at a time
+        (at most the server's ``RUNPACK_MAX_BATCH_JOBS``): one answer per job, in order, each
+        with ``created``. A rate-limited batch is sent again after the wait the server asks
+        for; ``on_batch`` sees each batch's answers. A batch the server refuses (a bad job:
+        its index is in the message, counted within that batch) raises RunpackAPIError, and
+        the batches before it stay submitted."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        answers: list[BatchItem] = []
+        pending = iter(jobs)
+        while chunk := list(itertools.islice(pending, batch_size)):
+            body = {"jobs": [{"job_type": t, "input_params": p} for t, p in chunk]}
+            done = self._patiently(
+                partial(
+                    self._call, "submit", "POST", "/api/jobs/submit-batch", BatchResponse, json=body
+                )
+            ).results
+            if on_batch is not None:
+                on_batch(done)
+            answers.extend(done)
+        return answers
+
+    def statuses(self, job_ids: list[str]) -> list[JobStatusResponse | None]:
+        """The status of each job id, in order (None for an unknown id), asked for in
+        ``status-batch`` requests of up to ``DEFAULT_BATCH_SIZE`` ids; a rate-limited
+        request is sent again after the wait the server asks for."""
+        found: list[JobStatusResponse | None] = []
+        for start in range(0, len(job_ids), DEFAULT_BATCH_SIZE):
+            body = {"job_ids": job_ids[start : start + DEFAULT_BATCH_SIZE]}
+            found.extend(
+                self._patiently(
+                    partial(
+                        self._call,
+                        "submit",
+                        "POST",
+                        "/api/jobs/status-batch",
+                        StatusBatchResponse,
+                        json=body,
+                    )
+                ).results
+            )
+        return found
+
+    def wait_many(
+        self,
+        job_ids: list[str],
+        *,
+        timeout_s: float | None = None,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+        on_finished: Callable[[list[JobStatusResponse | None]], None] | None = None,
+    ) -> dict[str, JobStatusResponse | None]:
+        """Poll until every job is completed, failed or expired (or gone: None), reading only
+        those still running, a batch per request; ``on_finished`` sees each poll's newly
+        finished ones. Raises TimeoutError after ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        running = list(dict.fromkeys(job_ids))
+        final: dict[str, JobStatusResponse | None] = {}
+        while True:
+            finished = []
+            still = []
+            for job_id, current in zip(running, self.statuses(running), strict=True):
+                if current is None or current.status in FINISHED:
+                    final[job_id] = current
+                    finished.append(current)
+                else:
+                    still.append(job_id)
+            running = still
+            if on_finished is not None and finished:
+                on_finished(finished)
+            if not running:
+                return final
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{len(running)} job(s) still running")
+            time.sleep(poll_interval_s)
+
+    def _patiently(self, call: Callable[[], Model]) -> Model:
+        """``call``, made again after the server's Retry-After while it is rate limited."""
+        while True:
+            try:
+                return call()
+            except RunpackAPIError as exc:
+                if exc.status_code != 429:
+                    raise
+                time.sleep(exc.retry_after_s or DEFAULT_POLL_INTERVAL_S)
+
     def status(self, job_id: str) -> JobStatusResponse:
         """A job's status, progress and result."""
         return self._call("submit", "GET", f"/api/jobs/{job_id}", JobStatusResponse)
@@ -182,13 +281,7 @@ class RunpackClient:
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            try:
-                current = self.status(job_id)
-            except RunpackAPIError as exc:
-                if exc.status_code != 429:
-                    raise
-                time.sleep(exc.retry_after_s or poll_interval_s)
-                continue
+            current = self._patiently(lambda: self.status(job_id))
             if on_progress is not None:
                 on_progress(current)
             if current.status in FINISHED:

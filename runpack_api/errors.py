@@ -56,11 +56,14 @@ async def _runpack_error(_request: Request, exc: Exception) -> Response:
     return runpack_error_response(exc)
 
 
+def validation_message(exc: RequestValidationError) -> str:
+    """What a 400 for this validation error says (its first three problems)."""
+    return "; ".join(_describe(error) for error in exc.errors()[:3]) or "invalid request"
+
+
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    message = "; ".join(_describe(error) for error in errors[:3]) or "invalid request"
-    return error_response(400, message)
+    return error_response(400, validation_message(exc))
 
 
 def _methods_by_path(app: Any) -> list[tuple[re.Pattern[str], int, set[str]]]:

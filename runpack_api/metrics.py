@@ -227,12 +227,12 @@ class Metrics:
             child = self._children[(counter, label)] = counter.labels(label)
         return child
 
-    def submitted(self, job_type: str, cache_hit: bool) -> None:
-        """Count one submission."""
+    def submitted(self, job_type: str, cache_hit: bool, count: int = 1) -> None:
+        """Count ``count`` submissions of one type."""
         label = self.type_label(job_type)
-        self._child(self.submissions, label).inc()
+        self._child(self.submissions, label).inc(count)
         if cache_hit:
-            self._child(self.cache_hits, label).inc()
+            self._child(self.cache_hits, label).inc(count)
 
     def saved(self, job_type: str, run_time_s: float) -> None:
         """Count the run time of a job answered from cache."""

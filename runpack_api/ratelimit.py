@@ -51,6 +51,8 @@ class RateCategory(StrEnum):
     REGISTER = "register"
     #: available and heartbeat, per client IP, whatever runner they name
     RUNNER_HOST = "runner_host"
+    #: submit-batch, per client IP: a batch is one request
+    BATCH = "batch"
 
 
 #: A lease is this fraction of the limit.
@@ -76,6 +78,7 @@ class RateLimits:
             RateCategory.ADMIN: parse(settings.rate_admin),
             RateCategory.REGISTER: parse(settings.rate_register),
             RateCategory.RUNNER_HOST: parse(settings.rate_runner_host),
+            RateCategory.BATCH: parse(settings.rate_batch),
         }
         redis_url = settings.rate_limit_storage_url
         storage = (

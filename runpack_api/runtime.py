@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
 from runner_plugins import Plugin, installed_plugins
 from runpack_api.counts import TableCounts
+from runpack_api.grouping import GroupCommit
 from runpack_api.metrics import Metrics
 from runpack_api.pending import PendingSignal
 from runpack_api.ratelimit import RateLimits
@@ -65,6 +67,8 @@ class Runtime:
     counts: TableCounts
     #: Long polls this process holds now, and their bound.
     long_polls: LongPolls
+    #: The single submits' group commit (operations.py makes it on first use).
+    submit_group: GroupCommit[Any, Any] | None = None
 
     @classmethod
     def start(cls, settings: RunpackSettings) -> Runtime:

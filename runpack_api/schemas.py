@@ -60,6 +60,18 @@ class JobRequest(_Request):
     input_params: JsonObject
 
 
+class BatchRequest(_Request):
+    """Jobs submitted at once (each checked as a single submit is)."""
+
+    jobs: list[JobRequest]
+
+
+class StatusBatchRequest(_Request):
+    """Jobs whose status to read at once."""
+
+    job_ids: list[Annotated[Text, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]]
+
+
 class RegisterRequest(_Request):
     """A runner announcing itself and the job types it serves."""
 
@@ -154,6 +166,19 @@ class SubmitResponse(BaseModel):
     served: bool | None = None
 
 
+class BatchItem(SubmitResponse):
+    """What a single submit would have answered for one job of a batch, and whether this
+    batch created it."""
+
+    created: bool
+
+
+class BatchResponse(BaseModel):
+    """One answer per job of the batch, in its order."""
+
+    results: list[BatchItem]
+
+
 class CheckResponse(BaseModel):
     """Whether a job with this type and parameters exists."""
 
@@ -176,6 +201,12 @@ class JobStatusResponse(BaseModel):
     progress: Progress | None = None
     result: JobResult | None = None
     error: str | None = None
+
+
+class StatusBatchResponse(BaseModel):
+    """One status per job id asked for, in order; ``null`` for an id no job has."""
+
+    results: list[JobStatusResponse | None]
 
 
 class RegisterResponse(BaseModel):

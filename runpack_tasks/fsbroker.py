@@ -1,14 +1,26 @@
-"""The embedded broker: kombu's filesystem transport, with messages written atomically.
+"""The embedded broker: kombu's filesystem transport, with messages written atomically,
+and polled often but cheaply.
 
 kombu writes a message file in place, so a worker listing the folder can take a file
 that is still empty and fail to decode it. Here each message is written under a name
 no reader matches, then renamed into place (rename is atomic on one filesystem).
+
+kombu lists (and sorts) the whole folder at every poll of every queue. Here a poll first
+reads the folder's modification time, one ``stat``: a message arriving (or leaving) renames
+a file in or out, which changes it, so a folder unchanged since the queue's last listing
+holds nothing new for it. The kernel stamps that time from a coarse clock (a tick is a few
+milliseconds), so two changes within one tick can share a stamp: while the stamp is
+younger than ``SETTLE_NS`` the folder is listed at every poll regardless, and a change
+made in the same tick as a listing is still seen by a later one. That makes a short
+polling interval cheap when idle (see celery_app.FILESYSTEM_POLLING_INTERVAL_S).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
+from queue import Empty
 from time import monotonic
 from typing import Any
 
@@ -18,10 +30,33 @@ from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
 ALIAS = "runpackfs"
+#: For this long after the folder last changed, every poll lists it (see above): well over
+#: a tick of the kernel's coarse clock, and many polling intervals.
+SETTLE_NS = 100_000_000
 
 
 class Channel(filesystem.Channel):
-    """A filesystem channel whose messages appear whole or not at all."""
+    """A filesystem channel whose messages appear whole or not at all, and which lists
+    the folder only when it may hold something new."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The folder's modification time (ns) when each queue last listed it.
+        self._listed_at: dict[str, int | None] = {}
+
+    def _get(self, queue: Any, timeout: Any = None) -> Any:
+        try:
+            stamp: int | None = Path(self.data_folder_in).stat().st_mtime_ns
+        except OSError:
+            stamp = None  # kombu's listing reports what is wrong
+        if (
+            stamp is not None
+            and self._listed_at.get(queue) == stamp
+            and time.time_ns() - stamp > SETTLE_NS
+        ):
+            raise Empty()
+        self._listed_at[queue] = stamp  # taken before listing: a later change differs
+        return super()._get(queue)
 
     # kombu names the second parameter "message" in one base and "payload" in the other
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 #: The anonymous exchange delivers to the queue its routing key names, binding or not.
 DEFAULT_EXCHANGE = Exchange("")
 #: At most this many announced messages per producer checkout.
-MAX_BATCH = 100
+MAX_BATCH = 1000
 
 
 class Publisher:
@@ -105,7 +105,13 @@ class Publisher:
     def announce(self, job_id: str, job_type: str) -> None:
         """Have the sender thread send the message of a job submitted as being published;
         if that fails the job is unmarked, so beat sends it later."""
-        self._outbox.put((job_id, job_type))
+        self.announce_many([(job_id, job_type)])
+
+    def announce_many(self, jobs: list[tuple[str, str]]) -> None:
+        """``announce`` for several (job_id, job_type) at once: the sender thread sends
+        them in producer checkouts of up to ``MAX_BATCH`` messages."""
+        for job in jobs:
+            self._outbox.put(job)
         if self._sender is None or not self._sender.is_alive():
             with self._lock:
                 if self._sender is None or not self._sender.is_alive():

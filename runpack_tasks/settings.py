@@ -70,10 +70,16 @@ class RunpackSettings(BaseSettings):
     #: past it a poll is answered at once, as if no job were pending (0: no long polls).
     max_long_polls: int = Field(1000, ge=0)
 
+    #: ``/api/jobs/submit-batch``: a batch counts as one request.
+    rate_batch: str = "10/minute"
+
     max_input_bytes: int = Field(102_400, gt=0)
     max_output_bytes: int = Field(512_000, gt=0)
     max_console_bytes: int = Field(1_048_576, gt=0)
     max_error_bytes: int = Field(10_240, gt=0)
+    #: Jobs one ``submit-batch`` request may carry, and the cap on its whole body.
+    max_batch_jobs: int = Field(1000, ge=1)
+    max_batch_bytes: int = Field(10 * 1024 * 1024, gt=0)
 
     #: Messages a Celery worker process reserves ahead (Celery's prefetch multiplier);
     #: default 1 on Redis, 4 on the filesystem broker (see celery_app.py).
@@ -134,6 +140,7 @@ class RunpackSettings(BaseSettings):
         "rate_admin",
         "rate_register",
         "rate_runner_host",
+        "rate_batch",
     )
     @classmethod
     def _check_rate(cls, value: str) -> str:

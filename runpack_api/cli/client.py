@@ -12,10 +12,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from runpack_api.cli.common import (
@@ -87,14 +95,9 @@ def _print_json(value: BaseModel | dict[str, Any]) -> None:
     out.print_json(json.dumps(data), highlight=False)
 
 
-def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
-    """``key=value`` pairs over the file's object; a value is JSON if it parses, else text."""
+def _pairs(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; a value is JSON if it parses, else text."""
     params: dict[str, Any] = {}
-    if params_file is not None:
-        loaded = json.loads(params_file.read_text())
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{params_file} does not hold a JSON object")
-        params.update(loaded)
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
@@ -104,6 +107,36 @@ def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
         except ValueError:
             params[key] = raw
     return params
+
+
+def parse_params(pairs: list[str], params_file: Path | None) -> list[dict[str, Any]]:
+    """The parameters of each job to submit: the file's JSON object (one job), or its JSON
+    lines (one object a line, one job each; blank lines skipped), else none; ``key=value``
+    pairs (a value is JSON if it parses, else text) are set over each."""
+    given = _pairs(pairs)
+    if params_file is None:
+        return [given]
+    text = params_file.read_text()
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict):
+        return [{**whole, **given}]
+    jobs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            loaded = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{params_file} line {number} is not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{params_file} line {number} is not a JSON object")
+        jobs.append({**loaded, **given})
+    if not jobs:
+        raise ValueError(f"{params_file} holds no JSON object")
+    return jobs
 
 
 def runner(
@@ -221,23 +254,32 @@ def submit(
         typer.Argument(help="key=value parameters; a value is JSON when it parses as JSON."),
     ] = None,
     params_file: Annotated[
-        Path | None, typer.Option(help="A JSON object of parameters (key=value pairs override it).")
+        Path | None,
+        typer.Option(
+            help="A JSON object of parameters, or JSON lines: one object a line, one job each, "
+            "submitted in batches (key=value pairs are set over each)."
+        ),
     ] = None,
-    wait: Annotated[bool, typer.Option(help="Follow the job until it finishes.")] = False,
+    wait: Annotated[bool, typer.Option(help="Follow the job(s) until they finish.")] = False,
     url: UrlOption = DEFAULT_API_URL,
     key: SubmitKeyOption = None,
     json_mode: JsonOption = False,
 ) -> None:
-    """Submit a job; with --wait, show its progress and print its result."""
+    """Submit a job (or one per line of --params-file); with --wait, show progress and print
+    the result (or, for several, a summary of completed and failed)."""
     from runpack_api.client import RunpackClient
 
     try:
-        input_params = parse_params(params or [], params_file)
+        jobs = parse_params(params or [], params_file)
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     key = require_key(key, "submit")
+    if len(jobs) > 1:
+        with api_errors(), RunpackClient(url, submit_key=key) as client:
+            _submit_many(client, job_type, jobs, wait=wait, json_mode=json_mode)
+        return
     with api_errors(), RunpackClient(url, submit_key=key) as client:
-        answer = client.submit(job_type, input_params)
+        answer = client.submit(job_type, jobs[0])
         if not wait or answer.status.value == "completed":
             _print_json(answer)
             return
@@ -253,6 +295,68 @@ def submit(
             close()
     _print_json(final)
     if final.status.value != "completed":
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def _bar(json_mode: bool) -> Progress:
+    """One progress bar over many jobs, on stderr when it is a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=json_mode or not console.is_terminal,
+    )
+
+
+def _submit_many(
+    client: Any, job_type: str, jobs: list[dict[str, Any]], *, wait: bool, json_mode: bool
+) -> None:
+    """Submit the jobs in batches under a progress bar; with ``wait``, follow them all under
+    another, then print how many completed and failed (exit 1 unless all completed)."""
+    with _bar(json_mode) as bar:
+        task = bar.add_task("submitting", total=len(jobs))
+        answers = client.submit_many(
+            ((job_type, params) for params in jobs),
+            on_batch=lambda done: bar.advance(task, len(done)),
+        )
+    created = sum(answer.created for answer in answers)
+    ids = list(dict.fromkeys(answer.job_id for answer in answers))
+    if not wait:
+        if json_mode:
+            _print_json({"results": [answer.model_dump(mode="json") for answer in answers]})
+        else:
+            out.print(
+                f"submitted {len(answers)} job(s): {created} created, "
+                f"{len(answers) - created} already there",
+                highlight=False,
+            )
+        return
+    if any(answer.served is False for answer in answers):
+        warn(
+            f"nothing serves job type {job_type!r} yet (no active HTTP runner or Celery "
+            "worker); waiting for one to start"
+        )
+    with _bar(json_mode) as bar:
+        task = bar.add_task("finished", total=len(ids))
+        final = client.wait_many(ids, on_finished=lambda done: bar.advance(task, len(done)))
+    counts = {state: 0 for state in ("completed", "failed", "expired", "deleted")}
+    for current in final.values():
+        counts["deleted" if current is None else current.status.value] += 1
+    if json_mode:
+        _print_json({"jobs": len(ids), **counts})
+    else:
+        out.print(
+            f"{len(ids)} job(s): "
+            + ", ".join(
+                f"{count} {state}"
+                for state, count in counts.items()
+                if count or state in ("completed", "failed")
+            ),
+            highlight=False,
+        )
+    if counts["completed"] != len(ids):
         raise typer.Exit(EXIT_JOB_FAILED)
 
 

@@ -18,10 +18,14 @@ from runpack_api.jsonbody import read_json
 from runpack_api.ratelimit import RateCategory
 from runpack_api.schemas import (
     RATE_LIMITED,
+    BatchRequest,
+    BatchResponse,
     CheckResponse,
     ErrorBody,
     JobRequest,
     JobStatusResponse,
+    StatusBatchRequest,
+    StatusBatchResponse,
     SubmitResponse,
 )
 
@@ -51,6 +55,46 @@ async def submit_job(request: Request) -> Response:
     """
     runtime = await gate(request, SUBMITTER, RateCategory.SUBMIT)
     return await operations.submit(runtime, await read_json(request))
+
+
+@router.post(
+    "/submit-batch",
+    response_model=BatchResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BatchRequest.model_json_schema()}},
+        }
+    },
+)
+async def submit_batch(request: Request) -> Response:
+    """Submit up to ``RUNPACK_MAX_BATCH_JOBS`` jobs at once: one answer per job, in order,
+    each what a single submit would answer plus ``created``.
+
+    Every job is checked as a single submit is; one bad job refuses the whole batch (the
+    error names its index) and nothing is created. Identical jobs get the same job id. A
+    batch counts as one request against ``RUNPACK_RATE_BATCH``.
+    """
+    runtime = await gate(request, SUBMITTER, RateCategory.BATCH)
+    return await operations.submit_batch(runtime, await read_json(request))
+
+
+@router.post(
+    "/status-batch",
+    response_model=StatusBatchResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": StatusBatchRequest.model_json_schema()}},
+        }
+    },
+)
+async def status_batch(request: Request) -> Response:
+    """The status of up to ``RUNPACK_MAX_BATCH_JOBS`` jobs at once, in order (``null`` for an
+    unknown id): what following a batch polls. Counts as one request of
+    ``RUNPACK_RATE_STATUS``."""
+    runtime = await gate(request, SUBMITTER, RateCategory.STATUS)
+    return await operations.status_batch(runtime, await read_json(request))
 
 
 @router.post("/check", response_model=CheckResponse, openapi_extra=JOB_BODY)

@@ -8,13 +8,12 @@ wins; the loser gets ``None`` (or ``False``) back, never an exception.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 
 from runpack_tasks.errors import SubmitContended
 from runpack_tasks.jobstore import queries
@@ -27,7 +26,7 @@ from runpack_tasks.jobstore.models import (
     JobStatus,
     now_ms,
 )
-from runpack_tasks.jobstore.statements import Statement
+from runpack_tasks.jobstore.statements import Statement, insert_rows
 
 TIMED_OUT_MESSAGE = "timed out: no heartbeat for {timeout_s:g} s"
 #: The error a cancelled job ends with.
@@ -111,18 +110,20 @@ _RUN_COLUMNS = tuple(
 SUBMIT_ATTEMPTS = 3
 
 
-def _build_insert(dialect: str) -> Any:
-    """Every column from a ``new_<column>`` parameter; those not given stay NULL."""
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(JOBS)
-    values = {column.name: _param(f"new_{column.name}") for column in JOBS.c}
-    return (
-        insert.values(**values)
-        .on_conflict_do_nothing(index_elements=["job_hash"])
-        .returning(*JOBS.c)
-    )
+#: The columns a new job is created with; the others start NULL.
+_NEW_COLUMNS = (
+    "id",
+    "job_hash",
+    "job_type",
+    "input_params",
+    "status",
+    "created_at",
+    "updated_at",
+    "attempts",
+    "published_at",
+)
 
 
-_INSERT = Statement(_build_insert)
 _RESUBMIT = _transition(
     RESUBMITTABLE_STATUSES,
     owner=False,
@@ -206,6 +207,18 @@ _EXPIRE_RESULT = _transition(
 EXPIRE_BATCH = 1000
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One job to submit: ``digest`` is its ``job_hash``; ``publishing`` records, in the
+    same write, that the caller will send its message (it calls ``mark_published`` with
+    ``published=False`` if sending fails)."""
+
+    job_type: str
+    input_params: dict[str, Any]
+    digest: str
+    publishing: bool = False
+
+
 def submit(
     engine: Engine,
     job_type: str,
@@ -213,54 +226,93 @@ def submit(
     digest: str | None = None,
     publishing: bool = False,
 ) -> SubmitOutcome:
-    """Create the job for this hash, requeue it if it failed or expired, or return it as is.
-
-    ``digest`` spares hashing again when the caller already has ``job_hash(...)``.
-    ``publishing`` records, in the same write, that the caller will send the job's message
-    (it calls ``mark_unpublished`` if sending fails). A row deleted between the insert that
-    found it and the read of it is inserted again, up to ``SUBMIT_ATTEMPTS`` times; then
-    ``SubmitContended`` is raised.
-    """
+    """Create the job for this hash, requeue it if it failed or expired, or return it as is
+    (``submit_many`` of one job; ``digest`` spares hashing again)."""
     digest = digest or job_hash(job_type, input_params)
+    return submit_many(engine, [Submission(job_type, input_params, digest, publishing)])[0]
+
+
+def submit_many(engine: Engine, submissions: Sequence[Submission]) -> list[SubmitOutcome]:
+    """Submit jobs at once: what ``submit`` does for each, one outcome per submission in order.
+
+    One multi-row ``INSERT ... ON CONFLICT (job_hash) DO NOTHING RETURNING`` creates the new
+    ones, one read finds those that existed; of these, failed and expired ones are
+    requeued, each by the single-winner ``resubmit``. A submission repeating an earlier
+    one's hash gets that job as a submit right after it would (not created, not requeued).
+    A row deleted between the insert that found it and the read of it is inserted again,
+    up to ``SUBMIT_ATTEMPTS`` times; then ``SubmitContended`` is raised.
+    """
+    first: dict[str, Submission] = {}
+    for submission in submissions:
+        first.setdefault(submission.digest, submission)
+    settled: dict[str, SubmitOutcome] = {}
+    remaining = list(first.values())
     for _ in range(SUBMIT_ATTEMPTS):
-        outcome = _submit_once(engine, job_type, input_params, digest, publishing)
-        if outcome is not None:
-            return outcome
-    raise SubmitContended(
-        f"the {job_type} job was deleted while it was being submitted, "
-        f"{SUBMIT_ATTEMPTS} times; submit it again"
-    )
+        remaining = _submit_once(engine, remaining, settled)
+        if not remaining:
+            break
+    else:
+        raise SubmitContended(
+            f"{len(remaining)} job(s) were deleted while being submitted, "
+            f"{SUBMIT_ATTEMPTS} times; submit them again"
+        )
+    outcomes = []
+    seen: set[str] = set()
+    for submission in submissions:
+        outcome = settled[submission.digest]
+        if submission.digest in seen:
+            outcome = SubmitOutcome(outcome.job, created=False, requeued=False)
+        seen.add(submission.digest)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _submit_once(
-    engine: Engine, job_type: str, input_params: dict[str, Any], digest: str, publishing: bool
-) -> SubmitOutcome | None:
-    """One insert, then the read of the row it conflicted with; None if that row is gone."""
+    engine: Engine,
+    submissions: list[Submission],
+    settled: dict[str, SubmitOutcome],
+) -> list[Submission]:
+    """One insert of every submission, then one read of the rows it conflicted with; the
+    outcomes go into ``settled``; returns the submissions whose row vanished meanwhile."""
     now = now_ms()
-    created = queries.first_job(
-        _INSERT,
-        engine,
-        new_id=str(uuid.uuid4()),
-        new_job_hash=digest,
-        new_job_type=job_type,
-        new_input_params=input_params,
-        new_status=JobStatus.PENDING.value,
-        new_created_at=now,
-        new_updated_at=now,
-        new_attempts=0,
-        new_published_at=now if publishing else None,
-    )
-    if created is not None:
-        return SubmitOutcome(created, created=True, requeued=False)
-    existing = queries.job_by_hash(engine, digest)
-    if existing is not None and existing.status in _RESUBMITTABLE_VALUES:
-        requeued = resubmit(engine, existing.id, publishing=publishing)
+    rows = [
+        (
+            str(uuid.uuid4()),
+            submission.digest,
+            submission.job_type,
+            submission.input_params,
+            JobStatus.PENDING.value,
+            now,
+            now,
+            0,
+            now if submission.publishing else None,
+        )
+        for submission in submissions
+    ]
+    for row in insert_rows(engine, JOBS, _NEW_COLUMNS, rows, conflict="job_hash"):
+        created = JobRow._make(row)
+        settled[created.job_hash] = SubmitOutcome(created, created=True, requeued=False)
+    existed = [s for s in submissions if s.digest not in settled]
+    found = queries.jobs_by_hashes(engine, [s.digest for s in existed]) if existed else {}
+    vanished = []
+    for submission in existed:
+        outcome = _existing(engine, submission, found.get(submission.digest))
+        if outcome is None:
+            vanished.append(submission)
+        else:
+            settled[submission.digest] = outcome
+    return vanished
+
+
+def _existing(engine: Engine, submission: Submission, job: JobRow | None) -> SubmitOutcome | None:
+    """The outcome for a job that existed: requeued when it failed or expired, else as
+    found; None if the row is gone."""
+    if job is not None and job.status in _RESUBMITTABLE_VALUES:
+        requeued = resubmit(engine, job.id, publishing=submission.publishing)
         if requeued is not None:
-            return SubmitOutcome(
-                requeued, created=False, requeued=True, requeued_from=existing.status
-            )
-        existing = queries.job_by_hash(engine, digest)
-    return None if existing is None else SubmitOutcome(existing, created=False, requeued=False)
+            return SubmitOutcome(requeued, created=False, requeued=True, requeued_from=job.status)
+        job = queries.job_by_hash(engine, submission.digest)
+    return None if job is None else SubmitOutcome(job, created=False, requeued=False)
 
 
 def resubmit(engine: Engine, job_id: str, publishing: bool = False) -> JobRow | None:

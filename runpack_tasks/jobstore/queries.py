@@ -11,7 +11,7 @@ from sqlalchemy.engine import Row
 
 from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobRow, JobStatus, RunnerKind, now_ms
 from runpack_tasks.jobstore.runners import active_since
-from runpack_tasks.jobstore.statements import Statement
+from runpack_tasks.jobstore.statements import Statement, select_in
 
 AVAILABLE_JOBS_LIMIT = 50
 RUNNER_RECENT_JOBS = 20
@@ -67,6 +67,20 @@ def job_by_id(engine: Engine, job_id: str) -> JobRow | None:
 def job_by_hash(engine: Engine, digest: str) -> JobRow | None:
     """The job with this hash, or None."""
     return first_job(_BY_HASH, engine, key=digest)
+
+
+def jobs_by_ids(engine: Engine, job_ids: list[str]) -> dict[str, JobRow]:
+    """The jobs with these ids, by id (those that exist)."""
+    jobs = (JobRow._make(row) for row in select_in(engine, JOBS, "id", job_ids))
+    return {job.id: job for job in jobs}
+
+
+def jobs_by_hashes(engine: Engine, digests: list[str]) -> dict[str, JobRow]:
+    """The jobs with these hashes, by hash (those that exist)."""
+    if not digests:
+        return {}
+    jobs = (JobRow._make(row) for row in select_in(engine, JOBS, "job_hash", digests))
+    return {job.job_hash: job for job in jobs}
 
 
 def available_jobs(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 
 from runpack_api.cli.client import parse_params
@@ -121,16 +123,101 @@ def test_cli_values_are_json_when_they_parse_and_text_otherwise(tmp_path: Path) 
             "eq=a=b",
         ],
         params_file,
-    ) == {
-        "a": 1,
-        "name": "Ada",
-        "n": 2,
-        "x": 2.5,
-        "flag": True,
-        "none": None,
-        "list": [1, 2],
-        "text": "hello world",
-        "eq": "a=b",
-    }
+    ) == [
+        {
+            "a": 1,
+            "name": "Ada",
+            "n": 2,
+            "x": 2.5,
+            "flag": True,
+            "none": None,
+            "list": [1, 2],
+            "text": "hello world",
+            "eq": "a=b",
+        }
+    ]
     with pytest.raises(ValueError, match="key=value"):
         parse_params(["novalue"], None)
+
+
+def test_cli_params_file_of_json_lines_is_one_job_a_line(tmp_path: Path) -> None:
+    lines = tmp_path / "jobs.jsonl"
+    lines.write_text('{"n": 1}\n\n{"n": 2, "k": "x"}\n')
+    assert parse_params(["k=y"], lines) == [{"n": 1, "k": "y"}, {"n": 2, "k": "y"}]
+    pretty = tmp_path / "one.json"
+    pretty.write_text('{\n  "n": 1\n}\n')
+    assert parse_params([], pretty) == [{"n": 1}]
+    for text, said in (('{"n": 1}\n[1]\n', "line 2 is not a JSON object"), ("{}\n{", "line 2")):
+        lines.write_text(text)
+        with pytest.raises(ValueError, match=said):
+            parse_params([], lines)
+
+
+def test_submit_many_sends_batches_and_answers_in_order(server: ApiServer) -> None:
+    params = [unique_params() for _ in range(4)]
+    jobs = [("many", p) for p in params] + [("many", params[0])]
+    seen: list[int] = []
+    with client_for(server) as client:
+        answers = client.submit_many(
+            jobs, batch_size=2, on_batch=lambda done: seen.append(len(done))
+        )
+        assert seen == [2, 2, 1]
+        assert [a.created for a in answers] == [True, True, True, True, False]
+        assert answers[4].job_id == answers[0].job_id
+        assert client.submit("many", params[1]).job_id == answers[1].job_id
+        statuses = client.statuses([a.job_id for a in answers[:2]] + ["no-such-job"])
+        assert [s.job_id if s else None for s in statuses] == [
+            answers[0].job_id,
+            answers[1].job_id,
+            None,
+        ]
+        with pytest.raises(RunpackAPIError) as refused:
+            client.submit_many([("many", unique_params()), ("bad type", {})])
+        assert refused.value.status_code == 400 and refused.value.message.startswith("jobs[1]")
+
+
+def test_wait_many_follows_jobs_until_all_finished(server: ApiServer) -> None:
+    with client_for(server) as client:
+        ids = [
+            a.job_id for a in client.submit_many([("waited", unique_params()) for _ in range(3)])
+        ]
+        runner_id = register(server, ["waited"])
+        finished: list[str] = []
+
+        def finish_all() -> None:
+            with server.client("runner", runner_id) as runner:
+                for n, job_id in enumerate(ids):
+                    runner.post(f"/api/runner/jobs/{job_id}/claim")
+                    if n == 2:
+                        runner.post(f"/api/runner/jobs/{job_id}/error", json={"error_message": "x"})
+                    else:
+                        runner.post(f"/api/runner/jobs/{job_id}/complete", json={"output_data": {}})
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(finish_all)
+            final = client.wait_many(
+                ids + ids[:1],
+                poll_interval_s=0.05,
+                timeout_s=30,
+                on_finished=lambda done: finished.extend(s.job_id for s in done if s),
+            )
+    assert sorted(finished) == sorted(ids)
+    assert [final[job_id].status.value for job_id in ids] == ["completed", "completed", "failed"]  # type: ignore[union-attr]
+
+
+def test_submit_many_waits_out_a_rate_limited_batch() -> None:
+    # a stand-in server: the first batch is over the rate limit, the next is answered
+    asked: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(len(orjson.loads(request.content)["jobs"]))
+        if len(asked) == 1:
+            return httpx.Response(429, headers={"Retry-After": "0"}, json={"error": "slow down"})
+        item = {"job_id": "j", "status": "pending", "message": "m", "created": True}
+        return httpx.Response(200, json={"results": [item] * asked[-1]})
+
+    with RunpackClient(
+        "http://127.0.0.1:9", submit_key="k", transport=httpx.MockTransport(answer)
+    ) as client:
+        answers = client.submit_many([("t", {"n": n}) for n in range(3)])
+    assert asked == [3, 3] and len(answers) == 3

@@ -88,6 +88,21 @@ def test_a_cached_result_is_never_recomputed(cluster: Cluster, tmp_path: Path) -
     assert executions(log) == 1
 
 
+def test_a_batch_is_published_and_run_once_per_job(cluster: Cluster, tmp_path: Path) -> None:
+    # Given a batch of 20 tally jobs, each logging to its own file, one of them twice
+    logs = [tally_log(tmp_path) for _ in range(20)]
+    jobs = [{"job_type": "tally", "input_params": {"log": str(log)}} for log in logs]
+    with cluster.server.client("submit") as client:
+        answer = client.post("/api/jobs/submit-batch", json={"jobs": [*jobs, jobs[3]]})
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["created"] for r in results] == [True] * 20 + [False]
+    # Then the worker runs every one of them, once
+    for result in results[:20]:
+        cluster.wait_for_status(result["job_id"], "completed")
+    assert [executions(log) for log in logs] == [1] * 20
+
+
 def test_a_failing_job_fails_with_its_message_and_resubmission_runs_it_again(
     cluster: Cluster,
     tmp_path: Path,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from threading import Barrier
 
 import orjson
 import pytest
@@ -14,7 +16,8 @@ from sqlalchemy import Engine
 
 from runpack_api.errors import runpack_error_response
 from runpack_tasks.errors import SubmitContended
-from runpack_tasks.jobstore import lifecycle, queries
+from runpack_tasks.jobstore import lifecycle, queries, statements
+from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.lifecycle import claim, complete, fail, heartbeat, reap, release, submit
 from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus, now_ms
 from tests.support import unique_params, wait_for
@@ -214,21 +217,92 @@ def test_a_row_deleted_before_it_is_read_is_inserted_again(
 ) -> None:
     params = unique_params()
     old = submit(engine, "t", params).job
-    real_job_by_hash = queries.job_by_hash
-    reads: list[JobRow | None] = []
+    real_jobs_by_hashes = queries.jobs_by_hashes
+    reads: list[dict[str, JobRow]] = []
 
-    def deleted_first(engine: Engine, digest: str) -> JobRow | None:
+    def deleted_first(engine: Engine, digests: list[str]) -> dict[str, JobRow]:
         if not reads:  # an admin deletes the job between the insert and this read
             assert lifecycle.delete(engine, [old.id]) == {old.id}
-        reads.append(real_job_by_hash(engine, digest))
+        reads.append(real_jobs_by_hashes(engine, digests))
         return reads[-1]
 
-    monkeypatch.setattr(queries, "job_by_hash", deleted_first)
+    monkeypatch.setattr(queries, "jobs_by_hashes", deleted_first)
     outcome = submit(engine, "t", params)
-    assert reads == [None]  # read once, found nothing, then inserted again
+    assert reads == [{}]  # read once, found nothing, then inserted again
     assert outcome.created and outcome.needs_publish and outcome.job.id != old.id
     assert outcome.job.status == JobStatus.PENDING.value and outcome.job.input_params == params
-    assert real_job_by_hash(engine, old.job_hash) == outcome.job
+    assert queries.job_by_hash(engine, old.job_hash) == outcome.job
+
+
+def submissions(count: int, job_type: str = "many") -> list[lifecycle.Submission]:
+    made = []
+    for _ in range(count):
+        params = unique_params()
+        made.append(lifecycle.Submission(job_type, params, job_hash(job_type, params)))
+    return made
+
+
+def test_submit_many_answers_each_submission_in_order(engine: Engine) -> None:
+    # Given a pending, a completed and a failed job
+    pending, completed, failed = submissions(3)
+    ids = [submit(engine, s.job_type, s.input_params).job.id for s in (pending, completed, failed)]
+    for job_id in ids[1:]:
+        assert claim(engine, job_id, "r") is not None
+    complete(engine, ids[1], "r", output_data={"v": 1}, console_output=None)
+    fail(engine, ids[2], "r", error_message="x", console_output=None)
+    new = submissions(2)
+    # When they are submitted at once with new ones, one of them twice
+    batch = [new[0], pending, completed, failed, new[1], new[0], failed]
+    outcomes = lifecycle.submit_many(engine, batch)
+    # Then each is what a submit right after the ones before it would have returned
+    assert [(o.created, o.requeued) for o in outcomes] == [
+        (True, False),
+        (False, False),
+        (False, False),
+        (False, True),
+        (True, False),
+        (False, False),
+        (False, False),
+    ]
+    assert [o.job.id for o in outcomes[1:4]] == ids
+    assert outcomes[5].job.id == outcomes[0].job.id and outcomes[6].job.id == ids[2]
+    assert [o.job.status for o in outcomes] == [
+        "pending", "pending", "completed", "pending", "pending", "pending", "pending"
+    ]  # fmt: skip
+    assert outcomes[2].job.output_data == {"v": 1}
+
+
+def test_submit_many_splits_statements_at_the_parameter_limit(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a SQLite database that takes 7 rows per statement (PostgreSQL takes any number)
+    monkeypatch.setattr(statements, "_max_params", lambda _engine: 7 * 9)
+    batch = submissions(50)
+    existing = submit(engine, batch[20].job_type, batch[20].input_params).job
+    # When 50 jobs are submitted, one of them already there
+    outcomes = lifecycle.submit_many(engine, batch)
+    # Then every other one is created, each under its own hash, in order
+    assert [o.created for o in outcomes] == [n != 20 for n in range(50)]
+    assert [o.job.job_hash for o in outcomes] == [s.digest for s in batch]
+    assert outcomes[20].job == existing
+    assert [o.job.input_params for o in outcomes] == [s.input_params for s in batch]
+
+
+def test_overlapping_concurrent_batches_create_each_job_once(engine: Engine) -> None:
+    shared, own_a, own_b = submissions(100), submissions(100), submissions(100)
+    start = Barrier(2)
+
+    def one_batch(batch: list[lifecycle.Submission]) -> list[lifecycle.SubmitOutcome]:
+        start.wait()
+        return lifecycle.submit_many(engine, batch)
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(one_batch, [own_a + shared, shared[::-1] + own_b])
+    created = [o.job.job_hash for o in a + b if o.created]
+    assert sorted(created) == sorted(s.digest for s in shared + own_a + own_b)
+    assert {o.job.id for o in a[100:]} == {o.job.id for o in b[:100]}
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(JOBS)).scalar_one() == 300
 
 
 def test_a_row_that_never_reads_back_is_a_503_after_a_few_inserts(
@@ -238,11 +312,11 @@ def test_a_row_that_never_reads_back_is_a_503_after_a_few_inserts(
     existing = submit(engine, "t", params).job
     reads: list[str] = []
 
-    def never_found(_engine: Engine, digest: str) -> JobRow | None:
-        reads.append(digest)
-        return None
+    def never_found(_engine: Engine, digests: list[str]) -> dict[str, JobRow]:
+        reads.extend(digests)
+        return {}
 
-    monkeypatch.setattr(queries, "job_by_hash", never_found)
+    monkeypatch.setattr(queries, "jobs_by_hashes", never_found)
     with pytest.raises(SubmitContended) as raised:
         submit(engine, "t", params)
     assert reads == [existing.job_hash] * lifecycle.SUBMIT_ATTEMPTS

@@ -34,13 +34,16 @@ def test_defaults_are_the_specs() -> None:
         settings.rate_status,
         settings.rate_runner,
         settings.rate_admin,
-    ) == ("10/minute", "60/minute", "120/minute", "1000/minute")
+        settings.rate_batch,
+    ) == ("10/minute", "60/minute", "120/minute", "1000/minute", "10/minute")
     assert (
         settings.max_input_bytes,
         settings.max_output_bytes,
         settings.max_console_bytes,
         settings.max_error_bytes,
-    ) == (102400, 512000, 1048576, 10240)
+        settings.max_batch_jobs,
+        settings.max_batch_bytes,
+    ) == (102400, 512000, 1048576, 10240, 1000, 10 * 1024 * 1024)
     assert settings.trusted_proxies == []
 
 

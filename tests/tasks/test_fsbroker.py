@@ -1,0 +1,83 @@
+"""The embedded broker's channel: whole messages, and polls that list the folder only when
+it may hold something new, without missing a message that arrives right after a listing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from queue import Empty
+
+import pytest
+from kombu import Connection
+from kombu.transport import filesystem
+
+from runpack_tasks import fsbroker
+
+QUEUE = "q"
+
+
+@pytest.fixture
+def channel(tmp_path: Path) -> Iterator[fsbroker.Channel]:
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    with Connection(fsbroker.register(), transport_options=options) as connection:
+        found = connection.default_channel
+        assert isinstance(found, fsbroker.Channel)
+        yield found
+
+
+@pytest.fixture
+def listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every listing of the folder kombu's filesystem channel makes."""
+    made: list[str] = []
+    real = filesystem.os.listdir
+
+    def listdir(path: str) -> list[str]:
+        made.append(path)
+        return real(path)
+
+    monkeypatch.setattr(filesystem.os, "listdir", listdir)
+    return made
+
+
+def test_a_message_put_right_after_an_empty_poll_is_found_at_the_next(
+    channel: fsbroker.Channel,
+) -> None:
+    for n in range(20):  # each within a tick of the listing before it, most likely
+        with pytest.raises(Empty):
+            channel._get(QUEUE)
+        channel._put(QUEUE, {"n": n})
+        assert channel._get(QUEUE) == {"n": n}
+
+
+def test_an_unchanged_settled_folder_is_not_listed_again(
+    channel: fsbroker.Channel, listings: list[str]
+) -> None:
+    channel._put(QUEUE, {"n": 1})
+    assert channel._get(QUEUE) == {"n": 1}
+    # once the folder's last change is older than the settling time
+    time.sleep(fsbroker.SETTLE_NS / 1e9 + 0.05)
+    with pytest.raises(Empty):
+        channel._get(QUEUE)  # the first poll after the change lists it
+    listed = len(listings)
+    for _ in range(50):
+        with pytest.raises(Empty):
+            channel._get(QUEUE)
+    assert len(listings) == listed
+    # and a new message changes the folder, so the next poll lists and finds it
+    channel._put(QUEUE, {"n": 2})
+    assert channel._get(QUEUE) == {"n": 2}
+    assert len(listings) == listed + 1
+
+
+def test_each_queue_lists_the_folder_for_itself(channel: fsbroker.Channel) -> None:
+    for queue in ("a", "b"):
+        with pytest.raises(Empty):
+            channel._get(queue)
+    channel._put("b", {"for": "b"})
+    time.sleep(fsbroker.SETTLE_NS / 1e9 + 0.05)
+    with pytest.raises(Empty):
+        channel._get("a")  # a lists the changed folder: nothing for a
+    assert channel._get("b") == {"for": "b"}  # b has not listed it since it changed

@@ -58,6 +58,10 @@ def _active_since(runtime: Any) -> int:
     return now_ms() - int(runtime.settings.runner_active_s * 1000)
 
 
+#: ``next_before``: the last job's ``created_at`` (epoch ms) and id.
+CURSOR_PATTERN = r"^[0-9]{1,15}:[^\x00]{1,64}$"
+
+
 def _cursor(before: str | None) -> tuple[int, str] | None:
     """``<created_at>:<job_id>`` (a page's ``next_before``) as (created_at, id)."""
     if before is None:
@@ -75,7 +79,9 @@ async def list_jobs(
     job_type: JobType | None = None,
     limit: PageLimit = 50,
     offset: PageOffset = 0,
-    before: Annotated[str | None, Query(max_length=300, description="next_before")] = None,
+    before: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="a page's next_before")
+    ] = None,
 ) -> Any:
     """Jobs, newest first, filtered by status and type. Page with ``before`` (the previous
     page's ``next_before``): any page costs what the first does, where a large ``offset``

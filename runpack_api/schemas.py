@@ -63,13 +63,15 @@ class JobRequest(_Request):
 class BatchRequest(_Request):
     """Jobs submitted at once (each checked as a single submit is)."""
 
-    jobs: list[JobRequest]
+    jobs: list[JobRequest] = Field(min_length=1)
 
 
 class StatusBatchRequest(_Request):
     """Jobs whose status to read at once."""
 
-    job_ids: list[Annotated[Text, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]]
+    job_ids: list[Annotated[Text, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]] = (
+        Field(min_length=1)
+    )
 
 
 class RegisterRequest(_Request):

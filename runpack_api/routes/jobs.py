@@ -10,7 +10,10 @@ they are; ``/docs`` still shows every body from the schema models.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from runpack_api import operations
 from runpack_api.deps import Role, gate
@@ -31,13 +34,34 @@ from runpack_api.schemas import (
 
 router = APIRouter(responses={**RATE_LIMITED})
 SUBMITTER = (Role.SUBMIT,)
-#: The request body of submit and check, as /docs shows it.
-JOB_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": JobRequest.model_json_schema()}},
+
+
+def _inlined(node: Any, definitions: dict[str, Any]) -> Any:
+    """``node`` with every ``#/$defs/...`` reference replaced by its definition."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inlined(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {k: _inlined(v, definitions) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inlined(item, definitions) for item in node]
+    return node
+
+
+def body(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body a raw-request endpoint reads, as /docs shows it: the model's
+    schema, self-contained (its nested models inlined)."""
+    schema = model.model_json_schema()
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inlined(schema, schema.get("$defs", {}))}},
+        }
     }
-}
+
+
+#: The request body of submit and check, as /docs shows it.
+JOB_BODY = body(JobRequest)
 
 
 @router.post(
@@ -60,12 +84,7 @@ async def submit_job(request: Request) -> Response:
 @router.post(
     "/submit-batch",
     response_model=BatchResponse,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": BatchRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=body(BatchRequest),
 )
 async def submit_batch(request: Request) -> Response:
     """Submit up to ``RUNPACK_MAX_BATCH_JOBS`` jobs at once: one answer per job, in order,
@@ -82,12 +101,7 @@ async def submit_batch(request: Request) -> Response:
 @router.post(
     "/status-batch",
     response_model=StatusBatchResponse,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": StatusBatchRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=body(StatusBatchRequest),
 )
 async def status_batch(request: Request) -> Response:
     """The status of up to ``RUNPACK_MAX_BATCH_JOBS`` jobs at once, in order (``null`` for an

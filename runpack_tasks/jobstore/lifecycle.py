@@ -273,7 +273,11 @@ def _submit_once(
     settled: dict[str, SubmitOutcome],
 ) -> list[Submission]:
     """One insert of every submission, then one read of the rows it conflicted with; the
-    outcomes go into ``settled``; returns the submissions whose row vanished meanwhile."""
+    outcomes go into ``settled``; returns the submissions whose row vanished meanwhile.
+
+    Rows go in in hash order: two writes whose jobs overlap then wait on each other's
+    hashes in the same order, and never deadlock (PostgreSQL's unique index locks each
+    hash a write inserts until it commits)."""
     now = now_ms()
     rows = [
         (
@@ -287,7 +291,7 @@ def _submit_once(
             0,
             now if submission.publishing else None,
         )
-        for submission in submissions
+        for submission in sorted(submissions, key=lambda submission: submission.digest)
     ]
     for row in insert_rows(engine, JOBS, _NEW_COLUMNS, rows, conflict="job_hash"):
         created = JobRow._make(row)

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from runpack_api import operations
 from runpack_api.schemas import BatchResponse
+from runpack_api.validity import Verdict
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.models import JOBS
 from tests.support import (
@@ -121,7 +122,7 @@ def test_existing_completed_and_failed_jobs_are_answered_as_single_submits(
     assert [item["status"] for item in items] == ["pending", "completed", "pending", "pending"]
     assert [item["created"] for item in items] == [False, False, False, True]
     assert items[1]["result"]["output_data"] == {"v": 1}
-    assert items[2]["message"].startswith("Job had failed or expired; requeued")
+    assert items[2]["message"].startswith("Job had failed; requeued")
     # and the completed answer, now cached, is served again the same way, and is the
     # single submit's answer with ``created`` added
     again = results(batch(server, [completed, completed]))
@@ -139,10 +140,10 @@ def test_a_stored_result_judged_unservable_is_expired_and_requeued(
     for job_id in ids:
         finish(server, "stale", job_id, "complete")
 
-    async def never(_runtime: object, _job: object) -> bool:
-        return False
+    async def never(_runtime: object, _job: object) -> Verdict:
+        return Verdict(False, "judged invalid")
 
-    monkeypatch.setattr(operations, "_servable", never)
+    monkeypatch.setattr(operations, "judge", never)
     # When one is submitted alone and the other in a batch
     single = submit(server, done[0]["job_type"], done[0]["input_params"])
     items = results(batch(server, [done[1], done[1]]))
@@ -151,7 +152,7 @@ def test_a_stored_result_judged_unservable_is_expired_and_requeued(
     assert single.json()["job_id"] == ids[0]
     assert [item["status"] for item in items] == ["pending", "pending"]
     assert [item["job_id"] for item in items] == [ids[1], ids[1]]
-    assert items[0]["message"].startswith("Job had failed or expired; requeued")
+    assert items[0]["message"].startswith("Job's cached result expired")
     assert items[1]["message"].startswith("Job is already queued")
 
 

@@ -355,7 +355,9 @@ def test_fifty_concurrent_submits_of_an_expired_result_requeue_it_once(
     runtime.publisher.served.forget()
     announced: list[str] = []
     monkeypatch.setattr(
-        runtime.publisher, "announce", lambda job_id, _job_type: announced.append(job_id)
+        runtime.publisher,
+        "announce_many",
+        lambda jobs: announced.extend(job_id for job_id, _job_type in jobs),
     )
 
     # When 50 clients submit it at once

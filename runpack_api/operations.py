@@ -2,12 +2,13 @@
 
 A single submit and a batch take the same pipeline: the cache lookup, the checks of a
 body (``_accepted``), one write for all (``_store``, through ``lifecycle.submit_many``), the
-judgment of stored results (``_judged``, asking ``_servable``), and the answers
+judgment of stored results (``_judged``, asking ``judge``), and the answers
 (``_submitted``).
 
-Completed results never change, so their encoded answers are kept in the process's
-ResultCache under ``(route, job hash or id)``: a cache hit costs a hash and a lookup, not a
-database round trip. Every answer is a schema model, encoded once.
+A completed result does not change while it is valid, so its encoded answer is kept in the
+process's ResultCache under ``(route, job hash or id)`` for as long as it stays valid: a
+cache hit costs a hash and a lookup, not a database round trip. Every answer is a schema
+model, encoded once.
 
 A completed result read from the table is judged (``validity``) before it is served; an
 invalid one is expired there and then: a submit requeues it in the same request, check and

@@ -124,7 +124,7 @@ class RedisWakeups(Wakeups):
         def loop() -> None:
             while not self._closed.is_set():
                 try:
-                    pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                    pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
                     pubsub.subscribe(CHANNEL)
                     deliver(None, 0)  # anything sent while not subscribed was missed
                     while not self._closed.is_set():

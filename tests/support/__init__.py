@@ -25,6 +25,7 @@ from tests.support.cluster import (
     cluster_variables,
     install_example_plugin,
     running_cluster,
+    tally_runs,
 )
 from tests.support.inprocess import InProcessServer, serving_in_process
 from tests.support.process import ServerProcess, database_answers, running_server
@@ -62,6 +63,7 @@ __all__ = [
     "serving_in_process",
     "stored_job",
     "submit",
+    "tally_runs",
     "unique_params",
     "wait_for",
 ]

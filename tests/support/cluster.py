@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -250,3 +251,9 @@ def running_cluster(
         env = server_env(database_url, keys, backend, extra, tmp_dir)
         with cluster_around(server, workers, env) as cluster:
             yield cluster
+
+
+def tally_runs(log: Path) -> collections.Counter[str]:
+    """How many times the example plugin ``tally`` ran each job, from its log."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return collections.Counter(line.removeprefix("ran ") for line in lines)

@@ -250,7 +250,7 @@ def test_runners_page_through_and_fractional_progress_shows(page: Any, cluster: 
     # And the job's page shows its fractional progress rounded
     page.goto(f"{url}/jobs/{job_id}")
     page.wait_for_function(
-        "document.getElementById('job-progress-text').textContent === '42% (0.42/1)'"
+        "() => document.getElementById('job-progress-text').textContent === '42% (0.42/1)'"
     )
 
 

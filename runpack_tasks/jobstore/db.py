@@ -37,8 +37,9 @@ def create_db_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    # No pre-ping: it costs a round trip per checkout; a connection that went stale fails
-    # one statement, which invalidates the pool, and recycling bounds their age.
+    # No pre-ping: it costs a round trip per checkout. After a database restart the first
+    # statement to meet a stale connection renews the pool (statements.py sends it again;
+    # through SQLAlchemy that one statement fails), and recycling bounds their age.
     return create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, **common
     )

@@ -102,7 +102,18 @@ class PrivatePostgres:
                 "-c full_page_writes=off",
             )
         )
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", self._log, "-w", "start")
+        self._options = options
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Start the server on its data (after ``shut_down``); returns once it answers."""
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", self._options, "-l", self._log, "-w", "start"
+        )
+
+    def shut_down(self) -> None:
+        """``pg_ctl stop -m fast``, keeping its data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def postmaster_pid(self) -> int:
         """The server's main process (from ``postmaster.pid``)."""

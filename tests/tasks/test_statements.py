@@ -12,10 +12,8 @@ from sqlalchemy import Engine
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.jobstore.lifecycle import claim, complete, submit
 from runpack_tasks.jobstore.models import JOBS
-from runpack_tasks.jobstore.schema import upgrade
 from runpack_tasks.jobstore.statements import Statement
 from tests.support import IN_CI, postgres_backend, unique_params, wait_for
-from tests.support.private_services import private_postgres
 
 BY_TYPE = Statement(
     lambda _dialect: (
@@ -105,27 +103,3 @@ def test_postgresql_finds_jobs_by_primary_key_only(pg_engine: Engine) -> None:
     )
     others = {name: read for name, (_, read) in reads.items() if name.startswith("ix_jobs")}
     assert sum(others.values()) == 0, others
-
-
-def test_after_a_database_restart_statements_run_on_fresh_connections() -> None:
-    # Given a private PostgreSQL, and an engine whose pool holds several connections
-    with private_postgres() as server:
-        upgrade(server.url())
-        engine = create_db_engine(server.url())
-        try:
-            job = submit(engine, "t", unique_params()).job
-            held = [engine.raw_connection() for _ in range(3)]
-            for connection in held:
-                connection.close()  # back to the pool, open
-
-            # When the server restarts (pg_ctl restart -m fast ends every session)
-            server.restart()
-
-            # Then every transition goes through, none raises
-            assert claim(engine, job.id, "r") is not None
-            for _ in range(4):
-                assert submit(engine, "t", unique_params()).created
-            done = complete(engine, job.id, "r", output_data={}, console_output=None)
-            assert done is not None and done.status == "completed"
-        finally:
-            engine.dispose()

@@ -1,6 +1,6 @@
 """The fault matrix: 1,000 jobs per fault, 0 lost and 0 completed twice in every row.
 
-    python bench/faults.py [--jobs 1000] [--window 10] [--only NAME-PART] [--keep DIR]
+    python bench/faults.py [--jobs 1000] [--window 20] [--only NAME-PART] [--keep DIR]
 
 Each row starts ``runpack api`` x2, ``runpack worker`` x2, ``runpack beat`` and two
 ``runpack runner`` on a private PostgreSQL and Redis this script starts on free loopback

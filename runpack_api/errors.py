@@ -14,6 +14,7 @@ from starlette.routing import compile_path
 
 from runpack_api.jsonbody import NOT_JSON, json_response
 from runpack_tasks.errors import RateLimited, RunpackError, TransitionRejected
+from runpack_tasks.jobstore.db import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, detail, headers or None)
 
 
+#: What a client is told while PostgreSQL cannot be reached (restarting, down, overloaded).
+DATABASE_UNAVAILABLE = "the database is unavailable; try again"
+
+
 async def _unexpected_error(_request: Request, exc: Exception) -> Response:
+    if database_unavailable(exc):  # nothing the client sent: a 503 it may retry
+        log.warning("database unavailable: %s", exc)
+        return error_response(503, DATABASE_UNAVAILABLE, {"Retry-After": "1"})
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal server error")
 

@@ -1,6 +1,9 @@
 """Beat's periodic work: reap stale claims, publish pending jobs that have no message, and
 apply retention (``retention.py``).
 
+Jobs a round requeues are published in that same round (when a Celery worker serves their
+type): their message is known to be missing, so they need no grace period.
+
 A pending job needs a message when none was ever sent (the broker was down at submit,
 or no worker served its type then), or when its message was lost (a broker flushed, a
 filesystem-broker worker killed after fetching it). Lost messages are counted, not
@@ -104,7 +107,17 @@ def maintain(
         engine, heartbeat_timeout_s=settings.heartbeat_timeout_s, max_attempts=settings.max_attempts
     )
     report = MaintenanceReport(requeued=reaped.requeued, failed=reaped.failed)
-    for job_type in sorted(publisher.served.get().celery):
+    served = publisher.served.get().celery
+    # a requeued job has no message and nobody else sends one: send it now, not a grace
+    # period later
+    requeued = [
+        (job_id, job_type)
+        for job_id, job_type in reaped.requeued_types.items()
+        if job_type in served
+    ]
+    if requeued:
+        report.published += publisher.publish(requeued)
+    for job_type in sorted(served):
         ids = _needing_messages(engine, app, job_type)
         report.published += publisher.publish([(job_id, job_type) for job_id in ids])
     report.retention = apply_retention(settings, engine)

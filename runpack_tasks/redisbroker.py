@@ -7,6 +7,10 @@ process per job and a tenth of the API's per submit. A client only borrows conne
 from the channel's pool, so one client serves every thread; it is made again whenever the
 channel replaces its pool (after a connection error).
 
+A channel closed after its connection let go of the transport (a Celery worker losing
+its broker, then closing) raises a connection error instead of kombu's AttributeError,
+which stopped the worker.
+
 ``register`` makes kombu's ``redis`` and ``rediss`` schemes name this transport in the
 process (``make_celery`` calls it), so broker URLs keep their scheme and Flower reads the
 broker as usual.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import redis as redis_py
 from kombu.transport import TRANSPORT_ALIASES, redis
 
 SCHEMES = ("redis", "rediss")
@@ -31,6 +36,14 @@ class Channel(redis.Channel):
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def _create_client(self, asynchronous: bool = False) -> Any:
+        if self.connection.client is None:
+            # The kombu connection let go of this transport (a Celery worker does when its
+            # broker is lost) while a channel was still to close: closing it tries to give
+            # its unacknowledged messages back, and kombu would fail with an AttributeError,
+            # which stops the worker ("Unrecoverable error"). A connection error is what
+            # kombu ignores there; the messages stay for redelivery, and beat republishes
+            # what is lost.
+            raise redis_py.ConnectionError("the broker connection is closed")
         if asynchronous:
             return super()._create_client(asynchronous=True)  # type: ignore[no-untyped-call]
         pool = self.pool

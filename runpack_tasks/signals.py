@@ -1,5 +1,9 @@
 """Celery signals as thin adapters onto the lifecycle: complete, fail, release.
 
+A completion or failure the database cannot take yet (a restart) is tried again for up to
+``RUNPACK_HEARTBEAT_TIMEOUT_S``, so a result is not thrown away and computed again; past
+that the job would have been reaped anyway.
+
 They run where the task ran (the pool process), except ``task_revoked`` and
 ``worker_shutdown``, which run in the worker's main process.
 """
@@ -12,6 +16,7 @@ from typing import Any
 from celery import Celery, signals
 
 from runpack_tasks.jobstore import lifecycle
+from runpack_tasks.jobstore.db import until_stored
 from runpack_tasks.tasks import EXECUTE_TASK
 from runpack_tasks.worker_state import state_of
 
@@ -32,13 +37,18 @@ def _completed(sender: Any = None, result: Any = None, **_: Any) -> None:
     run = state.runs.pop(sender.request.id, None)
     if run is None or run.outcome is None or run.outcome.output_data is None:
         return
-    done = lifecycle.complete(
-        state.engine,
-        run.job.id,
-        state.runner_id,
-        output_data=run.outcome.output_data,
-        console_output=run.outcome.console_output,
-        cache_version=run.outcome.cache_version,
+    outcome, output_data = run.outcome, run.outcome.output_data
+    done = until_stored(
+        lambda: lifecycle.complete(
+            state.engine,
+            run.job.id,
+            state.runner_id,
+            output_data=output_data,
+            console_output=outcome.console_output,
+            cache_version=outcome.cache_version,
+        ),
+        state.settings.heartbeat_timeout_s,
+        f"completing job {run.job.id}",
     )
     if done is None:
         log.warning("job %s was taken from this worker before it finished", run.job.id)
@@ -61,12 +71,16 @@ def _failed(
     if job_id is None:
         return
     console = run.context.console_output if run is not None and run.context else None
-    lifecycle.fail(
-        state.engine,
-        job_id,
-        state.runner_id,
-        error_message=state.limits.error_text(str(exception) or type(exception).__name__),
-        console_output=console,
+    until_stored(
+        lambda: lifecycle.fail(
+            state.engine,
+            job_id,
+            state.runner_id,
+            error_message=state.limits.error_text(str(exception) or type(exception).__name__),
+            console_output=console,
+        ),
+        state.settings.heartbeat_timeout_s,
+        f"failing job {job_id}",
     )
 
 

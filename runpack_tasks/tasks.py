@@ -10,6 +10,7 @@ from runner_plugins import get_plugin
 from runpack_tasks.errors import PayloadTooLarge
 from runpack_tasks.execute import RunContext, run_plugin
 from runpack_tasks.jobstore import lifecycle
+from runpack_tasks.jobstore.db import until_stored
 from runpack_tasks.jobstore.payloads import check_json
 from runpack_tasks.worker_state import Run, state_of
 
@@ -31,7 +32,11 @@ def execute(self: Task, job_id: str, job_type: str | None = None) -> None:
     there is no result backend.
     """
     state = state_of(self.app)
-    job = lifecycle.claim(state.engine, job_id, state.runner_id)
+    job = until_stored(
+        lambda: lifecycle.claim(state.engine, job_id, state.runner_id),
+        state.settings.heartbeat_timeout_s,
+        f"claiming job {job_id}",
+    )
     if job is None:
         log.info("job %s is no longer pending: message acknowledged", job_id)
         return

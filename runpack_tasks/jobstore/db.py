@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
+import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -37,8 +45,9 @@ def create_db_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    # No pre-ping: it costs a round trip per checkout; a connection that went stale fails
-    # one statement, which invalidates the pool, and recycling bounds their age.
+    # No pre-ping: it costs a round trip per checkout. After a database restart the first
+    # statement to meet a stale connection renews the pool (statements.py sends it again;
+    # through SQLAlchemy that one statement fails), and recycling bounds their age.
     return create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, **common
     )
@@ -50,3 +59,36 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says PostgreSQL could not be reached or ended the session (a
+    restart, an outage), rather than that a statement was wrong."""
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc.orig, psycopg.OperationalError)
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def until_stored(
+    write: Callable[[], T],
+    give_up_after_s: float,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``write()``, tried again while the database is unavailable (with backoff, from 0.1 s
+    to 1 s) for up to ``give_up_after_s``; then, or on any other error, it raises.
+
+    For a state transition, which is one conditional write: if a try that seemed to fail
+    did go through, the next finds the state changed and returns what a lost race does.
+    """
+    deadline = time.monotonic() + give_up_after_s
+    delay_s = 0.1
+    while True:
+        try:
+            return write()
+        except Exception as exc:
+            if not database_unavailable(exc) or time.monotonic() + delay_s > deadline:
+                raise
+            log.warning("database unavailable, %s again in %.1f s: %s", what, delay_s, exc)
+        sleep(delay_s)
+        delay_s = min(1.0, delay_s * 2)

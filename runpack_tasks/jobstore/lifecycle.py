@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,6 +62,8 @@ class ReapOutcome:
 
     requeued: list[str]
     failed: list[str]
+    #: The job type of each requeued job (beat publishes them at once).
+    requeued_types: dict[str, str] = field(default_factory=dict)
 
 
 def _param(name: str) -> Any:
@@ -422,13 +424,15 @@ def reap(engine: Engine, *, heartbeat_timeout_s: float, max_attempts: int) -> Re
             published_at=None,
             updated_at=now,
         )
-        .returning(JOBS.c.id, JOBS.c.status)
+        .returning(JOBS.c.id, JOBS.c.status, JOBS.c.job_type)
     )
     with engine.begin() as conn:
         rows = conn.execute(statement).all()
+    requeued = [row for row in rows if row.status == JobStatus.PENDING.value]
     return ReapOutcome(
-        requeued=[row.id for row in rows if row.status == JobStatus.PENDING.value],
+        requeued=[row.id for row in requeued],
         failed=[row.id for row in rows if row.status == JobStatus.FAILED.value],
+        requeued_types={row.id: row.job_type for row in requeued},
     )
 
 

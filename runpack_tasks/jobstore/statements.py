@@ -7,6 +7,11 @@ statement, its cache key, the result metadata) plus a BEGIN and a COMMIT round t
 ``Statement`` is compiled once per dialect; running it checks a connection out of the
 engine's pool, sends the SQL in one round trip (autocommit on PostgreSQL, where psycopg
 also prepares it server-side after a few runs), and returns plain tuples.
+
+After a database restart every pooled connection is stale. The first statement to meet
+one gets the server's "session ended" error; it renews the engine's pool and is sent again
+on a fresh connection (it never ran on the ended session), so a restart costs no caller
+an error and the other stale connections are never used.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.sql.elements import ClauseElement
+
+#: PostgreSQL's errors for a session the server ended (an administrator's or a crash's
+#: shutdown, a server still starting): a statement sent on such a connection never ran.
+SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
 
 
 @dataclass(frozen=True)
@@ -209,6 +218,17 @@ def _decode(row: tuple[Any, ...], columns: tuple[int, ...]) -> tuple[Any, ...]:
 
 
 def _execute(engine: Engine, sql: str, args: Any) -> list[tuple[Any, ...]]:
+    """Run ``sql`` once more on a fresh connection when the server had ended the session
+    before it could run (a database restart): the statement never ran, so it is safe."""
+    try:
+        return _execute_once(engine, sql, args)
+    except engine.dialect.loaded_dbapi.Error as exc:
+        if getattr(exc, "sqlstate", None) not in SESSION_ENDED:
+            raise
+        return _execute_once(engine, sql, args)
+
+
+def _execute_once(engine: Engine, sql: str, args: Any) -> list[tuple[Any, ...]]:
     connection = engine.raw_connection()
     driver = connection.driver_connection
     postgres = engine.dialect.name == "postgresql"
@@ -226,6 +246,8 @@ def _execute(engine: Engine, sql: str, args: Any) -> list[tuple[Any, ...]]:
     except engine.dialect.loaded_dbapi.Error as exc:
         if engine.dialect.is_disconnect(exc, driver, None):
             connection.invalidate(exc)
+            # the other pooled connections went with the server: open new ones
+            engine.dispose(close=False)
         else:
             connection.rollback()
         raise

@@ -7,6 +7,8 @@
 - cluster: API, beat, Celery workers and HTTP runners as processes
 - api, store: requests every API test makes, and looks at the database behind them
 - redis_server: a private redis-server to flush or stop
+- private_services: a private PostgreSQL and Redis to restart, pause and flush
+- faults: the fault matrix's harness (``bench/faults.py`` and ``tests/tasks/test_faults.py``)
 - waiting: wait on a condition with a deadline, free ports
 """
 

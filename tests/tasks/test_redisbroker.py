@@ -111,3 +111,25 @@ def test_messages_go_through_and_late_acks_clear_the_unacked_entries(redis_url: 
         assert received == [0, 1, 2]
         assert queue(channel).get() is None
         queue(channel).delete()
+
+
+def test_a_channel_closed_after_its_connection_let_go_does_not_stop_the_worker(
+    redis_url: str,
+) -> None:
+    # Given a channel holding an unacknowledged message (a worker's, mid-task)
+    app = _app(redis_url)
+    name = f"runpack.test.{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, routing_key=name)
+    with app.connection_for_write() as connection:
+        channel = connection.channel()
+        queue(channel).declare()
+        connection.Producer(channel).publish({"i": 1}, routing_key=name, serializer="json")
+        assert queue(channel).get(no_ack=False) is not None
+        # When the connection lets go of the transport (what kombu's collect does after a
+        # lost broker) before the channel is closed
+        channel.connection.client = None
+        # Then closing it is a connection error kombu ignores, not an AttributeError
+        connection.maybe_close_channel(channel)
+        assert channel.closed
+    with app.connection_for_write() as connection:
+        queue(connection.default_channel).delete()

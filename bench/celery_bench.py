@@ -38,6 +38,13 @@ Run it from the repository root with the venv's Python:
     /work/venv/bin/python bench/celery_bench.py --jobs 200 --reps 1 --skip-memory   # quick
     /work/venv/bin/python bench/celery_bench.py --broker amqp --skip-memory   # RabbitMQ
 
+``--baseline DIR`` also runs Runpack from another checkout of the repository (a git
+worktree of an older commit: ``git worktree add /tmp/base <commit>``), with an API, beat and
+worker of its own on a database and a Redis database (``--runpack-redis-db`` + 1) of its
+own; its repetitions go between raw Celery's and the current code's (raw 1, base 1,
+Runpack 1, raw 2, ...), so a change shows its before and after in one run, each against
+the same raw Celery. The baseline's rows are marked ``(base)``.
+
 With ``--broker amqp`` both run on RabbitMQ (``--amqp-url``), each in a vhost made for
 the run with ``rabbitmqctl`` and deleted after it; raw Celery's counter and Runpack's rate
 limits and wake-ups stay on Redis.
@@ -105,7 +112,7 @@ ACTIVE_STATUSES = ("pending", "claimed", "in_progress")
 #: Process names whose CPU is part of the benchmark wherever they run.
 SERVER_COMMS = {"redis-server": "redis", "postgres": "postgres", "beam.smp": "rabbitmq"}
 #: Celery workers, whose main process and pool children are counted apart.
-WORKER_GROUPS = {"raw-worker", "rp-worker"}
+WORKER_GROUPS = {"raw-worker", "rp-worker", "base-worker"}
 
 
 # --- arguments ------------------------------------------------------------------------------
@@ -150,7 +157,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--target-growth", type=float, default=20.0, help="worker RSS growth target, percent")
     add("--quiet-wait", type=float, default=60.0, help="max seconds to wait for a quiet machine")
     add("--keep-logs", action="store_true", help="keep the processes' logs")
+    add("--baseline", type=Path, help="also run Runpack from this checkout, interleaved")
     args = parser.parse_args(argv)
+    if args.baseline is not None and not (args.baseline / "runpack_tasks").is_dir():
+        parser.error(f"--baseline {args.baseline} is not a checkout of this repository")
     if args.jobs < 1 or args.reps < 1 or args.memory_jobs <= MEMORY_FIRST_JOBS:
         parser.error(f"--jobs and --reps must be >= 1, --memory-jobs > {MEMORY_FIRST_JOBS}")
     return args
@@ -318,11 +328,15 @@ class Runpack:
     worker: subprocess.Popen[bytes] | None = None
     threads: int = 4
     worker_argv: list[str] = field(default_factory=list)
+    #: The prefix of its processes' names: ``rp``, or ``base`` for ``--baseline``'s.
+    prefix: str = "rp"
+    #: Where its processes run (``--baseline``'s checkout: ``python -m`` looks there first).
+    cwd: Path | None = None
 
     def groups(self) -> dict[str, int]:
-        found = {"rp-api": self.api.pid, "rp-beat": self.beat.pid}
+        found = {f"{self.prefix}-api": self.api.pid, f"{self.prefix}-beat": self.beat.pid}
         if self.worker is not None:
-            found["rp-worker"] = self.worker.pid
+            found[f"{self.prefix}-worker"] = self.worker.pid
         return found
 
     def celery_runners(self) -> set[str]:
@@ -335,7 +349,9 @@ class Runpack:
     def start_worker(self) -> None:
         """A new ``runpack worker``; returns once the API lists it as active."""
         before = self.celery_runners()
-        self.worker = self.procs.spawn("rp-worker", self.worker_argv, self.env)
+        self.worker = self.procs.spawn(
+            f"{self.prefix}-worker", self.worker_argv, self.env, self.cwd
+        )
         worker = self.worker
         wait_for(
             lambda: worker.poll() is None and self.celery_runners() - before,
@@ -414,29 +430,51 @@ def submit_jobs(base_url: str, key: str, n: int, tag: str, threads: int) -> tupl
 
 
 def start_runpack(
-    procs: Processes, args: argparse.Namespace, database_url: str, stack: contextlib.ExitStack
+    procs: Processes,
+    args: argparse.Namespace,
+    database_url: str,
+    stack: contextlib.ExitStack,
+    baseline: Path | None = None,
 ) -> Runpack:
-    redis.Redis.from_url(f"redis://{args.redis_host}/{args.runpack_redis_db}").flushdb()
+    """API, beat and worker of this checkout, or of ``baseline`` (its code first on the
+    path, its own Redis database)."""
+    redis_db = args.runpack_redis_db + (1 if baseline is not None else 0)
+    prefix = "rp" if baseline is None else "base"
+    redis_url = f"redis://{args.redis_host}/{redis_db}"
+    redis.Redis.from_url(redis_url).flushdb()
     keys = {role: secrets.token_urlsafe(16) for role in ("submit", "runner", "admin")}
-    redis_url = f"redis://{args.redis_host}/{args.runpack_redis_db}"
     broker_url = redis_url
     if args.broker == "amqp":
-        broker_url = stack.enter_context(rabbitmq_vhost(args.amqp_url, "runpack"))
+        broker_url = stack.enter_context(rabbitmq_vhost(args.amqp_url, prefix))
     env = runpack_env(keys, database_url, broker_url)
     env["RUNPACK_REDIS_URL"] = redis_url
+    if baseline is not None:
+        env["PYTHONPATH"] = str(baseline.resolve())
     cli = [sys.executable, "-m", "runpack_api.cli"]
     port = free_port()
     api_argv = [*cli, "api", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    api = procs.spawn("rp-api", [*api_argv, "--workers", str(args.api_workers)], env)
+    api_argv += ["--workers", str(args.api_workers)]
+    api = procs.spawn(f"{prefix}-api", api_argv, env, baseline)
     base_url = f"http://127.0.0.1:{port}"
     wait_for(
         lambda: api.poll() is None and httpx.get(f"{base_url}/health").json()["database"] == "ok",
         "runpack api",
     )
-    beat = procs.spawn("rp-beat", [*cli, "beat"], env)
+    beat = procs.spawn(f"{prefix}-beat", [*cli, "beat"], env, baseline)
     db = stack.enter_context(psycopg.connect(libpq_url(database_url), autocommit=True))
     worker_argv = [*cli, "worker", "--types", "noop", "--concurrency", str(args.concurrency)]
-    runpack = Runpack(procs, env, base_url, keys, db, api, beat, threads=args.client_threads)
+    runpack = Runpack(
+        procs,
+        env,
+        base_url,
+        keys,
+        db,
+        api,
+        beat,
+        threads=args.client_threads,
+        prefix=prefix,
+        cwd=baseline,
+    )
     runpack.worker_argv = [*worker_argv, "--pool", args.pool]
     runpack.start_worker()
     runpack.run(WARMUP_JOBS, "warmup")
@@ -450,24 +488,35 @@ def start_runpack(
 class Results:
     raw: list[Rep] = field(default_factory=list)
     runpack: list[Rep] = field(default_factory=list)
+    base: list[Rep] = field(default_factory=list)
     rss_first: list[tuple[int, int]] = field(default_factory=list)
     rss_last: list[tuple[int, int]] = field(default_factory=list)
     memory_jobs: int = 0
 
 
 def throughput_reps(
-    raw: RawCelery, runpack: Runpack, args: argparse.Namespace, results: Results
+    raw: RawCelery,
+    runpack: Runpack,
+    args: argparse.Namespace,
+    results: Results,
+    base: Runpack | None = None,
 ) -> None:
     groups = {"bench": os.getpid(), "raw-worker": raw.proc.pid, **runpack.groups()}
-    watched = Watched(groups, runpack.env["RUNPACK_DATABASE_URL"].rsplit("/", 1)[1])
+    databases = [runpack.env["RUNPACK_DATABASE_URL"].rsplit("/", 1)[1]]
+    if base is not None:
+        groups.update(base.groups())
+        databases.append(base.env["RUNPACK_DATABASE_URL"].rsplit("/", 1)[1])
     for rep in range(1, args.reps + 1):
-        runs: list[tuple[str, Callable[[int, str], Timing], list[Rep]]] = [
-            ("raw Celery", raw.run, results.raw),
-            ("Runpack", runpack.run, results.runpack),
+        runs: list[tuple[str, Callable[[int, str], Timing], list[Rep], str]] = [
+            ("raw Celery", raw.run, results.raw, databases[0])
         ]
-        for label, run, store in runs:
+        if base is not None:
+            runs.append(("Runpack (base)", base.run, results.base, databases[1]))
+        runs.append(("Runpack", runpack.run, results.runpack, databases[0]))
+        for label, run, store, database in runs:
+            watched = Watched(groups, database)
             load = wait_for_quiet(
-                lambda: foreign_load(watched.owners), args.quiet_wait, QUIET_CORES
+                functools.partial(foreign_load, watched.owners), args.quiet_wait, QUIET_CORES
             )
             if load >= QUIET_CORES:
                 log(f"machine still busy ({load:.2f} cores of foreign load); measuring anyway")
@@ -505,7 +554,7 @@ def duplicate_messages(log_dir: Path) -> int:
     """Messages the Runpack worker skipped because their job was no longer pending."""
     return sum(
         path.read_text(errors="replace").count("is no longer pending")
-        for path in log_dir.glob("rp-worker*.log")
+        for path in log_dir.glob("*-worker*.log")  # raw Celery's never says it
     )
 
 
@@ -520,27 +569,40 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def ratio_text(over: list[Rep], under: list[Rep]) -> tuple[float, str]:
+    """The ratio of the median rates, and that text with the per-repetition ratios."""
+    ratio = statistics.median(r.rate for r in over) / statistics.median(r.rate for r in under)
+    per_rep = [a.rate / b.rate for a, b in zip(over, under, strict=True)]
+    return ratio, f"{ratio:.2f}x (per rep {spread(per_rep, '.2f')})"
+
+
+def runpack_rows(label: str, reps: list[Rep], raw: list[Rep]) -> list[list[str]]:
+    """A Runpack's rates, and its ratio to raw Celery (target and verdict left to fill)."""
+    return [
+        [f"{label} e2e (jobs/s)", spread([r.rate for r in reps]), "", ""],
+        [f"{label} submit rate meanwhile (/s)", spread([r.send_rate for r in reps]), "", ""],
+        [f"{label} backlog drain, worker alone (/s)", spread(drains(reps)), "", ""],
+        [f"{label} / raw Celery (of medians)", ratio_text(reps, raw)[1], "", ""],
+    ]
+
+
 def table_rows(results: Results, args: argparse.Namespace) -> tuple[list[list[str]], bool]:
     raw, rp = results.raw, results.runpack
-    ratio = statistics.median(r.rate for r in rp) / statistics.median(r.rate for r in raw)
-    per_rep = [b.rate / a.rate for a, b in zip(raw, rp, strict=True)]
-    other = [r.other_cores for r in raw + rp]
+    ratio = ratio_text(rp, raw)[0]
+    other = [r.other_cores for r in raw + rp + results.base]
     rows = [
         ["what", "median [min-max]", "target", "result"],
         ["raw Celery e2e (tasks/s)", spread([r.rate for r in raw]), "", ""],
         ["raw Celery publish rate meanwhile (/s)", spread([r.send_rate for r in raw]), "", ""],
         ["raw Celery backlog drain, worker alone (/s)", spread(drains(raw)), "", ""],
-        ["Runpack e2e (jobs/s)", spread([r.rate for r in rp]), "", ""],
-        ["Runpack submit rate meanwhile (/s)", spread([r.send_rate for r in rp]), "", ""],
-        ["Runpack backlog drain, worker alone (/s)", spread(drains(rp)), "", ""],
-        [
-            "Runpack / raw Celery (of medians)",
-            f"{ratio:.2f}x (per rep {spread(per_rep, '.2f')})",
-            f">= {args.target_ratio:g}x",
-            verdict(ratio >= args.target_ratio),
-        ],
-        ["other cpu during reps (cores)", spread(other, ".2f"), "", ""],
     ]
+    if results.base:
+        rows += runpack_rows("Runpack (base)", results.base, raw)
+    rows += runpack_rows("Runpack", rp, raw)
+    rows[-1][2:] = [f">= {args.target_ratio:g}x", verdict(ratio >= args.target_ratio)]
+    if results.base:
+        rows.append(["Runpack / Runpack (base)", ratio_text(rp, results.base)[1], "", ""])
+    rows.append(["other cpu during reps (cores)", spread(other, ".2f"), "", ""])
     passed = ratio >= args.target_ratio
     if results.rss_first:
         first = sum(k for _, k in results.rss_first) / 1024
@@ -558,7 +620,10 @@ def table_rows(results: Results, args: argparse.Namespace) -> tuple[list[list[st
 
 def print_cpu(results: Results) -> None:
     """Median CPU ms per task/job of each process group, for both runs."""
-    for label, reps in (("raw Celery", results.raw), ("Runpack", results.runpack)):
+    runs = [("raw Celery", results.raw), ("Runpack (base)", results.base)]
+    for label, reps in [*runs, ("Runpack", results.runpack)]:
+        if not reps:
+            continue
         names = sorted({name for r in reps for name, ms in r.cpu_ms.items() if ms >= 0.005})
         cpu = ", ".join(
             f"{n} {statistics.median(r.cpu_ms.get(n, 0) for r in reps):.2f}" for n in names
@@ -591,8 +656,12 @@ def run(args: argparse.Namespace, log_dir: Path) -> Results:
         log(f"database {database_url.rsplit('/', 1)[1]}; logs in {log_dir}")
         raw = start_raw_celery(procs, args, stack)
         runpack = start_runpack(procs, args, database_url, stack)
+        base = None
+        if args.baseline is not None:
+            base_url = stack.enter_context(fresh_database(args.pg_url))
+            base = start_runpack(procs, args, base_url, stack, baseline=args.baseline)
         log("raw Celery and Runpack are up and warmed")
-        throughput_reps(raw, runpack, args, results)
+        throughput_reps(raw, runpack, args, results, base)
         if not args.skip_memory:
             stop(raw.proc)
             memory_run(runpack, args, results)
@@ -601,7 +670,7 @@ def run(args: argparse.Namespace, log_dir: Path) -> Results:
 
 
 def flush_redis(args: argparse.Namespace) -> None:
-    for db in (args.raw_redis_db, args.runpack_redis_db):
+    for db in (args.raw_redis_db, args.runpack_redis_db, args.runpack_redis_db + 1):
         with contextlib.suppress(redis.RedisError):
             redis.Redis.from_url(f"redis://{args.redis_host}/{db}").flushdb()
 

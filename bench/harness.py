@@ -137,10 +137,13 @@ class Processes:
     cwd: Path | None = None
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Start ``argv`` with its output appended to ``<log_dir>/<name>.log``."""
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` (in ``cwd``, else the working folder) with its output appended to
+        ``<log_dir>/<name>.log``."""
         log_path = self.log_dir / f"{name}.log"
-        proc = spawn(argv, env, log_path, self.cwd or self.log_dir)
+        proc = spawn(argv, env, log_path, cwd or self.cwd or self.log_dir)
         self.started.append(proc)
         return proc
 

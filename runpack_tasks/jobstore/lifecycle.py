@@ -81,14 +81,38 @@ def _unindexed(column: Any) -> Any:
     return sa.func.coalesce(column, "")
 
 
+def _async_commit() -> Any:
+    """A condition that turns off ``synchronous_commit`` for the statement's own transaction
+    (``set_config(..., is_local => true)`` in a one-row subquery, evaluated once): its
+    COMMIT returns without waiting for the WAL to reach the disk."""
+    setting = sa.select(
+        sa.func.set_config(
+            sa.literal_column("'synchronous_commit'"),
+            sa.literal_column("'off'"),
+            sa.true(),
+        ).label("setting")
+    ).subquery("async_commit")
+    return setting.c.setting.is_not(None)
+
+
 def _transition(
-    allowed_from: Iterable[JobStatus], *, owner: bool, same_result: bool = False, **values: Any
+    allowed_from: Iterable[JobStatus],
+    *,
+    owner: bool,
+    same_result: bool = False,
+    durable: bool = True,
+    **values: Any,
 ) -> Statement:
     """``UPDATE jobs SET values WHERE id = :job_id AND status IN allowed_from
-    [AND claimed_by = :runner_id] [AND finished_at = :finished_at] RETURNING *``."""
+    [AND claimed_by = :runner_id] [AND finished_at = :finished_at] RETURNING *``.
+
+    ``durable=False`` commits asynchronously on PostgreSQL (see ``_async_commit``): the
+    change is visible to every other statement at once, as any commit, and only a crash
+    of the database server itself in the next few hundred milliseconds can undo it.
+    """
     allowed = [status.value for status in allowed_from]
 
-    def build(_dialect: str) -> Any:
+    def build(dialect: str) -> Any:
         # status and claimed_by are wrapped in coalesce so that only the primary key can
         # serve the lookup: a new worker's id, or a status rare when statistics were taken,
         # looks as selective as the id to PostgreSQL's planner, which then picked the
@@ -98,6 +122,8 @@ def _transition(
             condition.append(_unindexed(JOBS.c.claimed_by) == _param("runner_id"))
         if same_result:
             condition.append(JOBS.c.finished_at == _param("finished_at"))
+        if not durable and dialect == "postgresql":
+            condition.append(_async_commit())
         return sa.update(JOBS).where(*condition).values(**values).returning(*JOBS.c)
 
     return Statement(build)
@@ -108,6 +134,7 @@ def _transition(
 _RUN_COLUMNS = tuple(
     column.name for column in JOBS.c if column.nullable and column.name != "published_at"
 )
+_RUN_CLEARED: dict[str, Any] = dict.fromkeys(_RUN_COLUMNS)
 #: Inserts before ``submit`` gives up on a hash whose row is deleted each time it looks.
 SUBMIT_ATTEMPTS = 3
 
@@ -134,11 +161,15 @@ _RESUBMIT = _transition(
     attempts=0,
     published_at=_param("published"),
     updated_at=_param("now"),
-    **dict.fromkeys(_RUN_COLUMNS),
+    **_RUN_CLEARED,
 )
+#: A claim is not waited onto the disk: what it decides, who runs the job, is settled in
+#: the database at once; a database crash that undid it leaves the job pending for beat to
+#: publish again, and the claimer's reports refused. Its completion is durable.
 _CLAIM = _transition(
     [JobStatus.PENDING],
     owner=False,
+    durable=False,
     status=JobStatus.CLAIMED.value,
     claimed_by=_param("runner_id"),
     claimed_at=_param("now"),

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from runpack_api.errors import runpack_error_response
 from runpack_tasks.errors import SubmitContended
 from runpack_tasks.jobstore import lifecycle, queries, statements
+from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.lifecycle import claim, complete, fail, heartbeat, reap, release, submit
 from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus, now_ms
@@ -50,6 +51,35 @@ def test_claim_counts_attempts_and_only_one_claimer_wins(engine: Engine) -> None
     won = claim(engine, job.id, "r1")
     assert won is not None and won.attempts == 1 and won.status == "claimed"
     assert claim(engine, job.id, "r2") is None
+
+
+def test_a_claim_commits_without_waiting_for_the_disk_and_completion_still_waits(
+    engine: Engine,
+) -> None:
+    # Given an engine used one statement at a time: the claim and what follows share its
+    # one connection's session
+    single = create_db_engine(engine.url.render_as_string(False), pool_size=1)
+    job = submit(single, "t", unique_params()).job
+    try:
+        # When a job is claimed on it
+        assert claim(single, job.id, "r1") is not None
+        with single.connect() as conn:
+            if single.dialect.name != "postgresql":
+                # Then (SQLite) the claim is a plain update
+                assert "set_config" not in lifecycle._CLAIM._for(single).sql
+                return
+            # Then the claim turned synchronous commit off for its own transaction only
+            session_setting = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+            conn.execute(sa.select(sa.literal(1)).where(lifecycle._async_commit()))
+            in_transaction = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+            conn.rollback()
+        assert (session_setting, in_transaction) == ("on", "off")
+        # and a completion on the same session commits durably, as before
+        assert complete(single, job.id, "r1", output_data={}, console_output=None) is not None
+        with single.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    finally:
+        single.dispose()
 
 
 def test_only_the_claimer_reports(engine: Engine) -> None:

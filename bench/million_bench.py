@@ -43,7 +43,7 @@ import httpx
 import sqlalchemy as sa
 from harness import HOST, Processes, free_port, fresh_database, log, print_table, runpack_env
 
-from runpack_tasks.jobstore import lifecycle, queries
+from runpack_tasks.jobstore import counting, lifecycle, queries
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.jobstore.hashing import job_hash
 
@@ -194,7 +194,7 @@ def measure(
     direct = []
     for _ in range(3):
         started = time.perf_counter()
-        queries.counts_by_type(engine)
+        counting.counts_by_type(engine)
         direct.append((time.perf_counter() - started) * 1000)
     results["count (direct, uncached)"] = direct
     return results

@@ -225,17 +225,6 @@ def ping(engine: Engine) -> None:
         conn.execute(sa.text("SELECT 1"))
 
 
-def counts_by_type(engine: Engine) -> list[tuple[str, str, int]]:
-    """(job_type, status, count) for every pair present."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(JOBS.c.job_type, JOBS.c.status, sa.func.count()).group_by(
-                JOBS.c.job_type, JOBS.c.status
-            )
-        ).all()
-    return [(job_type, status, int(count)) for job_type, status, count in rows]
-
-
 def completed_per_minute(engine: Engine, since_ms: int) -> dict[int, int]:
     """Jobs completed per minute (keyed by the minute's start, epoch ms) since ``since_ms``."""
     minute = (JOBS.c.finished_at / 60_000).cast(sa.BigInteger) * 60_000

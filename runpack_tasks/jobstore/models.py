@@ -1,4 +1,4 @@
-"""The jobs, runners and job counts tables, and the job states."""
+"""The jobs, runners, job counts and run-time tables, and the job states."""
 
 from __future__ import annotations
 
@@ -118,6 +118,16 @@ JOB_COUNTS = sa.Table(
     sa.Column("job_type", sa.String(128), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("n", sa.BigInteger(), nullable=False),
+)
+#: Changes in how many completed jobs of a type ran (claim to finish) within a bucket of
+#: the run-time histogram, and in their total run time: written like ``JOB_COUNTS``.
+JOB_RUN_TIMES = sa.Table(
+    "job_run_times",
+    SQLModel.metadata,
+    sa.Column("job_type", sa.String(128), nullable=False),
+    sa.Column("bucket", sa.SmallInteger(), nullable=False),
+    sa.Column("n", sa.BigInteger(), nullable=False),
+    sa.Column("run_ms", sa.BigInteger(), nullable=False),
 )
 
 if TYPE_CHECKING:

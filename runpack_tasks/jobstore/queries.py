@@ -237,25 +237,6 @@ def completed_per_minute(engine: Engine, since_ms: int) -> dict[int, int]:
     return {int(start): int(count) for start, count in rows}
 
 
-def duration_buckets(
-    engine: Engine, bounds_s: list[float]
-) -> list[tuple[str, list[int], float, int]]:
-    """Per type, over completed jobs: cumulative counts of runs (claim to finish) at most each
-    bound, the sum of the run times in seconds, and the count."""
-    run_ms = JOBS.c.finished_at - JOBS.c.claimed_at
-    columns = [sa.func.sum(sa.case((run_ms <= int(b * 1000), 1), else_=0)) for b in bounds_s]
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(JOBS.c.job_type, sa.func.sum(run_ms), sa.func.count(), *columns)
-            .where(JOBS.c.status == JobStatus.COMPLETED.value, JOBS.c.claimed_at.is_not(None))
-            .group_by(JOBS.c.job_type)
-        ).all()
-    return [
-        (row[0], [int(v or 0) for v in row[3:]], float(row[1] or 0) / 1000, int(row[2]))
-        for row in rows
-    ]
-
-
 def heartbeat_lag(engine: Engine) -> dict[str, float]:
     """Per type, seconds since the stalest heartbeat of a running job."""
     with engine.connect() as conn:

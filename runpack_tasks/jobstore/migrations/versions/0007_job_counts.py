@@ -12,8 +12,9 @@ only ever added, never updated, so concurrent transitions do not wait on a share
 row; readers and beat fold them into one row per key from time to time
 (``runpack_tasks.jobstore.counting``).
 
-PostgreSQL counts once per statement (its transition tables), SQLite once per row. Both
-start from one full count of the table.
+PostgreSQL counts inserts and deletes once per statement (its transition tables), and
+updates once per row whose state or times changed (a heartbeat calls nothing); SQLite
+counts once per row. Both start from one full count of the table.
 
 Revision ID: 0007
 Revises: 0006
@@ -69,25 +70,23 @@ POSTGRESQL = [
             INSERT INTO job_run_times (job_type, bucket, n, run_ms)
             SELECT job_type, {_bucket("")}, -count(*), -sum({_run_ms("")})
             FROM old_rows WHERE {_timed("")} GROUP BY 1, 2;
-        ELSE
-            INSERT INTO job_counts (job_type, status, n)
-            SELECT job_type, status, sum(n) FROM (
-                SELECT job_type, status, 1 AS n FROM new_rows
-                UNION ALL
-                SELECT job_type, status, -1 AS n FROM old_rows
-            ) AS moved
-            GROUP BY job_type, status
-            HAVING sum(n) <> 0;
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    f"""
+    CREATE FUNCTION runpack_count_moved_job() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO job_counts (job_type, status, n)
+        VALUES (OLD.job_type, OLD.status, -1), (NEW.job_type, NEW.status, 1);
+        IF {_timed("OLD.")} THEN
             INSERT INTO job_run_times (job_type, bucket, n, run_ms)
-            SELECT job_type, bucket, sum(n), sum(run_ms) FROM (
-                SELECT job_type, {_bucket("")} AS bucket, 1 AS n, {_run_ms("")} AS run_ms
-                FROM new_rows WHERE {_timed("")}
-                UNION ALL
-                SELECT job_type, {_bucket("")} AS bucket, -1 AS n, -{_run_ms("")} AS run_ms
-                FROM old_rows WHERE {_timed("")}
-            ) AS moved
-            GROUP BY job_type, bucket
-            HAVING sum(n) <> 0 OR sum(run_ms) <> 0;
+            VALUES (OLD.job_type, {_bucket("OLD.")}, -1, -{_run_ms("OLD.")});
+        END IF;
+        IF {_timed("NEW.")} THEN
+            INSERT INTO job_run_times (job_type, bucket, n, run_ms)
+            VALUES (NEW.job_type, {_bucket("NEW.")}, 1, {_run_ms("NEW.")});
         END IF;
         RETURN NULL;
     END
@@ -104,9 +103,12 @@ POSTGRESQL = [
     """,
     "CREATE TRIGGER jobs_counted_insert AFTER INSERT ON jobs REFERENCING NEW TABLE AS new_rows"
     " FOR EACH STATEMENT EXECUTE FUNCTION runpack_count_jobs()",
-    "CREATE TRIGGER jobs_counted_update AFTER UPDATE ON jobs"
-    " REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
-    " FOR EACH STATEMENT EXECUTE FUNCTION runpack_count_jobs()",
+    # per row, and only for a row whose state or times changed: a heartbeat calls nothing
+    "CREATE TRIGGER jobs_counted_update AFTER UPDATE ON jobs FOR EACH ROW WHEN ("
+    " OLD.status IS DISTINCT FROM NEW.status OR OLD.job_type IS DISTINCT FROM NEW.job_type"
+    " OR OLD.claimed_at IS DISTINCT FROM NEW.claimed_at"
+    " OR OLD.finished_at IS DISTINCT FROM NEW.finished_at"
+    ") EXECUTE FUNCTION runpack_count_moved_job()",
     "CREATE TRIGGER jobs_counted_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS old_rows"
     " FOR EACH STATEMENT EXECUTE FUNCTION runpack_count_jobs()",
     "CREATE TRIGGER jobs_counted_truncate AFTER TRUNCATE ON jobs"
@@ -118,6 +120,7 @@ POSTGRESQL_DROP = [
     "DROP TRIGGER jobs_counted_delete ON jobs",
     "DROP TRIGGER jobs_counted_truncate ON jobs",
     "DROP FUNCTION runpack_count_jobs()",
+    "DROP FUNCTION runpack_count_moved_job()",
     "DROP FUNCTION runpack_count_truncated_jobs()",
 ]
 SQLITE = [

@@ -35,7 +35,7 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 #: A rate limit no benchmark reaches.
 UNLIMITED_RATE = "100000000/minute"
-RATE_KINDS = ("SUBMIT", "STATUS", "RUNNER", "ADMIN", "BATCH")
+RATE_KINDS = ("SUBMIT", "STATUS", "RUNNER", "ADMIN", "BATCH", "REGISTER")
 
 
 # --- a lean HTTP client --------------------------------------------------------------------

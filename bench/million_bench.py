@@ -17,7 +17,8 @@ the same way, ANALYZEd, and everything is measured again.
 - admin jobs, first page / first page of completed / last page by offset / a page deep
   in the table by ``before`` (the cursor of the 50th oldest job)
 - stats, /metrics: counts come from the API's shared reading (RUNPACK_COUNTS_CACHE_S,
-  5 s); "count (direct)" is one uncached reading, the work a refresh does
+  5 s); "count (direct)" and "run-time histogram (direct)" are uncached readings of the
+  counts the database keeps, the work a refresh does
 - store only: the job store called from this process, no HTTP and no API process: the
   database's part of a cache-hit submit and of the first admin page
 
@@ -43,7 +44,7 @@ import httpx
 import sqlalchemy as sa
 from harness import HOST, Processes, free_port, fresh_database, log, print_table, runpack_env
 
-from runpack_tasks.jobstore import lifecycle, queries
+from runpack_tasks.jobstore import counting, lifecycle, queries
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.jobstore.hashing import job_hash
 
@@ -191,12 +192,11 @@ def measure(
     )
     results["stats"] = timed(reps, lambda _i: client.get("/api/admin/stats", headers=admin))
     results["/metrics"] = timed(reps, lambda _i: client.get("/metrics"))
-    direct = []
-    for _ in range(3):
-        started = time.perf_counter()
-        queries.counts_by_type(engine)
-        direct.append((time.perf_counter() - started) * 1000)
-    results["count (direct, uncached)"] = direct
+    for name, read in (
+        ("count (direct, uncached)", counting.counts_by_type),
+        ("run-time histogram (direct, uncached)", counting.run_time_histograms),
+    ):
+        results[name] = timed_calls(3, lambda read=read: read(engine))
     return results
 
 

@@ -69,6 +69,10 @@ class Bench:
             httpx.AsyncClient(base_url=url, timeout=LONG_POLL_S + 30, limits=limits) for url in urls
         ]
         self.claimed: dict[str, float] = {}
+        #: When a runner's long poll returned the job, and when its submit was answered.
+        self.listed: dict[str, float] = {}
+        self.answered: dict[str, float] = {}
+        self.sent: dict[str, float] = {}
         self.claim_events: dict[str, asyncio.Event] = {}
         self.stopping = False
 
@@ -102,7 +106,10 @@ class Bench:
                     return
                 await asyncio.sleep(0.5)
                 continue
+            listed_at = time.perf_counter()
             jobs = answer.json().get("jobs", [])
+            for job in jobs:
+                self.listed.setdefault(job["job_id"], listed_at)
             random.shuffle(jobs)
             for job in jobs:
                 claim = await client.post(
@@ -131,6 +138,8 @@ class Bench:
         )
         answer.raise_for_status()
         job_id = answer.json()["job_id"]
+        self.answered[job_id] = time.perf_counter()
+        self.sent[job_id] = started
         event = self.claim_events.setdefault(job_id, asyncio.Event())
         if job_id in self.claimed:
             event.set()
@@ -218,6 +227,23 @@ def ms(values: list[float], q: float) -> str:
     return f"{percentile(values, q) * 1000:.1f}"
 
 
+def print_steps(bench: Bench, job_ids: list[str]) -> None:
+    """Where a job's submit-to-claim time goes, as the client sees it (p50 ms of each)."""
+    steps = {
+        "submit sent -> submit answered": [bench.answered[j] - bench.sent[j] for j in job_ids],
+        "submit sent -> long poll answered": [bench.listed[j] - bench.sent[j] for j in job_ids],
+        "long poll answered -> claim answered": [
+            bench.claimed[j] - bench.listed[j] for j in job_ids
+        ],
+    }
+    print_table(
+        [
+            ["step", "p50 ms", "p90 ms"],
+            *([name, ms(v, 0.5), ms(v, 0.9)] for name, v in steps.items()),
+        ]
+    )
+
+
 async def run(
     args: argparse.Namespace, urls: list[str], keys: dict[str, str], db: str, url: str
 ) -> None:
@@ -247,6 +273,7 @@ async def run(
             )
         print("\none runner long-polling API 0: submit-to-claim")
         print_table(rows)
+        print_steps(bench, [job_id for _, job_id, _ in single])
         await asyncio.sleep(0.5)
 
         # 2. many runners, idle
@@ -340,7 +367,7 @@ def main() -> int:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{url_} did not start")
                     time.sleep(0.2)
-            log(f"{args.apis} APIs up, wake-ups through {args.bus}")
+            log(f"{args.apis} APIs up on database {db}, wake-ups through {args.bus}")
             asyncio.run(run(args, urls, keys, db, url))
         finally:
             processes.stop_all()

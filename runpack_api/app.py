@@ -33,6 +33,7 @@ def create_app(settings: RunpackSettings) -> FastAPI:
         # full passes, which otherwise pause every request for tens of milliseconds.
         gc.freeze()
         runtime.pending.start(runtime.engine)
+        runtime.runners.start()
         yield
         runtime.close()
 

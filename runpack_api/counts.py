@@ -15,7 +15,7 @@ import time
 
 from sqlalchemy import Engine
 
-from runpack_tasks.jobstore import queries
+from runpack_tasks.jobstore import counting
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,14 @@ class TableCounts:
         self._refreshing = False
 
     def _read(self) -> Counts:
-        counts = {(t, s): n for t, s, n in queries.counts_by_type(self._engine)}
+        counts = {(t, s): n for t, s, n in counting.counts_by_type(self._engine)}
         self._reading = (time.monotonic(), counts)
         return counts
 
     def get(self) -> Counts:
         """The counts, at most ``ttl_s`` old (or being read again right now)."""
         if self.ttl_s <= 0:
-            return {(t, s): n for t, s, n in queries.counts_by_type(self._engine)}
+            return {(t, s): n for t, s, n in counting.counts_by_type(self._engine)}
         with self._lock:
             reading = self._reading
             if reading is None:

@@ -14,13 +14,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 from sqlalchemy.engine import Row
-from starlette.concurrency import run_in_threadpool
 
 from runpack_api.ratelimit import RateCategory, client_ip
 from runpack_api.runtime import Runtime
 from runpack_api.schemas import MAX_ID_LENGTH
 from runpack_tasks.errors import InvalidRequest, NotAuthenticated, RunnerNotFound
-from runpack_tasks.jobstore import runners
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -135,12 +133,13 @@ async def get_runner(
     request: Request,
     x_runner_id: Annotated[str | None, Header(description="The id /register returned")] = None,
 ) -> Row[Any]:
-    """The runner named by ``X-Runner-ID`` (400 when absent, 404 when unknown), marked seen."""
+    """The runner named by ``X-Runner-ID`` (400 when absent, 404 when unknown), noted as
+    heard from (``runpack_api.seen_runners``)."""
     if not x_runner_id:
         raise InvalidRequest("missing X-Runner-ID header")
     if len(x_runner_id) > MAX_ID_LENGTH:
         raise InvalidRequest(f"X-Runner-ID is longer than {MAX_ID_LENGTH} characters")
-    runner = await run_in_threadpool(runners.touch, runtime_of(request).engine, x_runner_id)
+    runner = await runtime_of(request).runners.get(x_runner_id)
     if runner is None:
         raise RunnerNotFound(f"unknown runner {x_runner_id}: register again")
     return runner

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from runpack_api.counts import TableCounts
-from runpack_tasks.jobstore import queries
+from runpack_tasks.jobstore import counting, queries
 from runpack_tasks.jobstore.models import JobStatus
 from runpack_tasks.retention import deleted_totals
 from runpack_tasks.shared_counts import SharedCounts
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a scrape's reading of the table is reused.
 SCRAPE_CACHE_S = 5.0
-DURATION_BOUNDS_S = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600]
 #: Job types get their own label up to this many; the rest count as "other".
 MAX_TYPE_LABELS = 500
 #: The label of the job types past MAX_TYPE_LABELS.
@@ -115,14 +114,12 @@ class StoreCollector(Collector):
         )
         histograms = {
             job_type: (list(cumulative), total_s, count)
-            for job_type, cumulative, total_s, count in queries.duration_buckets(
-                self._engine, DURATION_BOUNDS_S
-            )
+            for job_type, cumulative, total_s, count in counting.run_time_histograms(self._engine)
         }
         for job_type, (cumulative, total_s, count) in capped(histograms, _add_histograms).items():
             buckets = [
                 (repr(float(bound)), n)
-                for bound, n in zip(DURATION_BOUNDS_S, cumulative, strict=True)
+                for bound, n in zip(counting.RUN_TIME_BOUNDS_S, cumulative, strict=True)
             ]
             durations.add_metric([job_type], [*buckets, ("+Inf", count)], total_s)
         lag = GaugeMetricFamily(

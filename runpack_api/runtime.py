@@ -16,6 +16,7 @@ from runpack_api.metrics import Metrics
 from runpack_api.pending import PendingSignal
 from runpack_api.ratelimit import RateLimits
 from runpack_api.result_cache import ResultCache
+from runpack_api.seen_runners import SeenRunners
 from runpack_api.validity import Validity
 from runpack_tasks.celery_app import make_celery
 from runpack_tasks.jobstore.db import create_db_engine
@@ -67,6 +68,8 @@ class Runtime:
     counts: TableCounts
     #: Long polls this process holds now, and their bound.
     long_polls: LongPolls
+    #: The runners this process knows, and when it last heard from each.
+    runners: SeenRunners
     #: The single submits' group commit (operations.py makes it on first use).
     submit_group: GroupCommit[Any, Any] | None = None
 
@@ -90,11 +93,13 @@ class Runtime:
             pending=pending,
             counts=counts,
             long_polls=LongPolls(settings.max_long_polls),
+            runners=SeenRunners(engine),
         )
 
     def close(self) -> None:
         """Send the messages still queued, then release the database connections."""
         self.pending.close()
+        self.runners.close()
         self.publisher.close()
         self.validity.close()
         self.engine.dispose()

@@ -1,5 +1,5 @@
-"""Beat's periodic work: reap stale claims, publish pending jobs that have no message, and
-apply retention (``retention.py``).
+"""Beat's periodic work: reap stale claims, publish pending jobs that have no message,
+apply retention (``retention.py``), and fold the rows of the job counts (``counting.py``).
 
 Jobs a round requeues are published in that same round (when a Celery worker serves their
 type): their message is known to be missing, so they need no grace period.
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from celery import Celery
 from sqlalchemy import Engine
 
-from runpack_tasks.jobstore import lifecycle
+from runpack_tasks.jobstore import counting, lifecycle
 from runpack_tasks.jobstore.models import JOBS, JobStatus, now_ms
 from runpack_tasks.publisher import Publisher
 from runpack_tasks.retention import RetentionReport, apply_retention
@@ -102,7 +102,8 @@ def _needing_messages(engine: Engine, app: Celery, job_type: str) -> list[str]:
 def maintain(
     settings: RunpackSettings, engine: Engine, app: Celery, publisher: Publisher
 ) -> MaintenanceReport:
-    """One round: reap, publish what needs a message, then delete what retention allows."""
+    """One round: reap, publish what needs a message, delete what retention allows, and
+    fold the job counts' rows (readers fold them too, but a deployment may have none)."""
     reaped = lifecycle.reap(
         engine, heartbeat_timeout_s=settings.heartbeat_timeout_s, max_attempts=settings.max_attempts
     )
@@ -121,6 +122,7 @@ def maintain(
         ids = _needing_messages(engine, app, job_type)
         report.published += publisher.publish([(job_id, job_type) for job_id in ids])
     report.retention = apply_retention(settings, engine)
+    counting.fold(engine)
     if report.requeued or report.failed or report.published:
         log.info(
             "maintenance: %d requeued, %d failed (timed out), %d published",

@@ -76,9 +76,10 @@ async def verify_runner(runner: RunnerDep) -> Any:
 
 
 @router.post("/stop", response_model=Outcome)
-async def stop_runner(runner: RunnerDep, engine: EngineDep) -> Any:
+async def stop_runner(runner: RunnerDep, runtime: RuntimeDep) -> Any:
     """The runner is shutting down: shown inactive until it speaks again."""
-    await run_in_threadpool(runners.stop, engine, runner.id)
+    runtime.runners.forget(runner.id)
+    await run_in_threadpool(runners.stop, runtime.engine, runner.id)
     return Outcome(success=True, message=f"Runner {runner.name} stopped")
 
 

@@ -1,4 +1,4 @@
-"""The jobs and runners tables, and the job states."""
+"""The jobs, runners, job counts and run-time tables, and the job states."""
 
 from __future__ import annotations
 
@@ -110,6 +110,25 @@ class Runner(SQLModel, table=True):
 
 JOBS = Job.__table__  # type: ignore[attr-defined]
 RUNNERS = Runner.__table__  # type: ignore[attr-defined]
+#: Changes in how many jobs of a type are in a state (``n``, negative when they left it),
+#: written by the database's triggers on ``jobs`` (migration 0007): a count is a sum.
+JOB_COUNTS = sa.Table(
+    "job_counts",
+    SQLModel.metadata,
+    sa.Column("job_type", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("n", sa.BigInteger(), nullable=False),
+)
+#: Changes in how many completed jobs of a type ran (claim to finish) within a bucket of
+#: the run-time histogram, and in their total run time: written like ``JOB_COUNTS``.
+JOB_RUN_TIMES = sa.Table(
+    "job_run_times",
+    SQLModel.metadata,
+    sa.Column("job_type", sa.String(128), nullable=False),
+    sa.Column("bucket", sa.SmallInteger(), nullable=False),
+    sa.Column("n", sa.BigInteger(), nullable=False),
+    sa.Column("run_ms", sa.BigInteger(), nullable=False),
+)
 
 if TYPE_CHECKING:
 

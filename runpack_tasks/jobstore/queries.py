@@ -225,17 +225,6 @@ def ping(engine: Engine) -> None:
         conn.execute(sa.text("SELECT 1"))
 
 
-def counts_by_type(engine: Engine) -> list[tuple[str, str, int]]:
-    """(job_type, status, count) for every pair present."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(JOBS.c.job_type, JOBS.c.status, sa.func.count()).group_by(
-                JOBS.c.job_type, JOBS.c.status
-            )
-        ).all()
-    return [(job_type, status, int(count)) for job_type, status, count in rows]
-
-
 def completed_per_minute(engine: Engine, since_ms: int) -> dict[int, int]:
     """Jobs completed per minute (keyed by the minute's start, epoch ms) since ``since_ms``."""
     minute = (JOBS.c.finished_at / 60_000).cast(sa.BigInteger) * 60_000
@@ -246,25 +235,6 @@ def completed_per_minute(engine: Engine, since_ms: int) -> dict[int, int]:
             .group_by("minute")
         ).all()
     return {int(start): int(count) for start, count in rows}
-
-
-def duration_buckets(
-    engine: Engine, bounds_s: list[float]
-) -> list[tuple[str, list[int], float, int]]:
-    """Per type, over completed jobs: cumulative counts of runs (claim to finish) at most each
-    bound, the sum of the run times in seconds, and the count."""
-    run_ms = JOBS.c.finished_at - JOBS.c.claimed_at
-    columns = [sa.func.sum(sa.case((run_ms <= int(b * 1000), 1), else_=0)) for b in bounds_s]
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(JOBS.c.job_type, sa.func.sum(run_ms), sa.func.count(), *columns)
-            .where(JOBS.c.status == JobStatus.COMPLETED.value, JOBS.c.claimed_at.is_not(None))
-            .group_by(JOBS.c.job_type)
-        ).all()
-    return [
-        (row[0], [int(v or 0) for v in row[3:]], float(row[1] or 0) / 1000, int(row[2]))
-        for row in rows
-    ]
 
 
 def heartbeat_lag(engine: Engine) -> dict[str, float]:

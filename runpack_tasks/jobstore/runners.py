@@ -84,6 +84,27 @@ def touch(engine: Engine, runner_id: str) -> Row[Any] | None:
         return touched
 
 
+def mark_seen(engine: Engine, seen_ms: dict[str, int]) -> set[str]:
+    """Record that each runner of ``seen_ms`` was heard from at its time, in one transaction:
+    ``last_seen`` moves forward to it, and a stop recorded before it is cleared (a stop
+    recorded since stands). Returns the ids that still exist."""
+    if not seen_ms:
+        return set()
+    seen = sa.bindparam("seen", type_=sa.BigInteger)
+    statement = (
+        sa.update(RUNNERS)
+        .where(RUNNERS.c.id == sa.bindparam("runner_id"))
+        .values(
+            last_seen=sa.case((RUNNERS.c.last_seen < seen, seen), else_=RUNNERS.c.last_seen),
+            stopped_at=sa.case((RUNNERS.c.stopped_at < seen, None), else_=RUNNERS.c.stopped_at),
+        )
+    )
+    with engine.begin() as conn:
+        conn.execute(statement, [{"runner_id": i, "seen": t} for i, t in sorted(seen_ms.items())])
+        found = conn.execute(sa.select(RUNNERS.c.id).where(RUNNERS.c.id.in_(seen_ms))).scalars()
+        return set(found)
+
+
 def stop(engine: Engine, runner_id: str) -> bool:
     """Mark a runner that is shutting down as stopped (seen now); False if unknown."""
     now = now_ms()

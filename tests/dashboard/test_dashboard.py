@@ -254,6 +254,33 @@ def test_runners_page_through_and_fractional_progress_shows(page: Any, cluster: 
     )
 
 
+def test_jobs_page_through_by_the_before_cursor(page: Any, cluster: Cluster) -> None:
+    # Given more jobs of one type than a page of the jobs list holds
+    job_type = f"paged{uuid.uuid4().hex[:8]}"
+    ids = [cluster.submit(job_type, {"n": n}).json()["job_id"] for n in range(30)]
+    page.requested = []
+    page.on("request", lambda request: page.requested.append(request.url))
+
+    # When the list, filtered by that type, is paged to the older jobs and back
+    page.goto(f"{cluster.server.url}/jobs?job_type={job_type}")
+    showing(page, "1\u201325 of 30")
+    assert page.is_disabled("#prev") and not page.is_disabled("#next")
+    first = page.locator("#jobs-table tbody tr").all_text_contents()
+    page.click("#next")
+    showing(page, "26\u201330 of 30")
+    assert page.is_disabled("#next") and not page.is_disabled("#prev")
+    older = page.locator("#jobs-table tbody tr").all_text_contents()
+    page.click("#prev")
+    showing(page, "1\u201325 of 30")
+
+    # Then the two pages hold every job once, and were asked for by cursor, never by offset
+    shown = " ".join(first + older)
+    assert all(job_id[:8] in shown for job_id in ids) and len(first) + len(older) == 30
+    listed = [url for url in page.requested if "/api/admin/jobs?" in url]
+    assert any("before=" in url for url in listed)
+    assert not any("offset=" in url for url in listed)
+
+
 def test_an_admin_expires_a_job_from_its_page_and_the_overview_shows_compute_saved(
     page: Any, cluster: Cluster
 ) -> None:

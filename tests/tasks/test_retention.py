@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from runpack_tasks.celery_app import make_celery
-from runpack_tasks.jobstore import lifecycle, runners
-from runpack_tasks.jobstore.models import JOBS, RUNNERS, JobStatus, now_ms
+from runpack_tasks.jobstore import counting, lifecycle, runners
+from runpack_tasks.jobstore.models import JOB_COUNTS, JOBS, RUNNERS, JobStatus, now_ms
 from runpack_tasks.maintenance import maintain
 from runpack_tasks.publisher import Publisher
 from runpack_tasks.retention import apply_retention, deleted_totals
@@ -93,6 +93,10 @@ def test_finished_jobs_and_stale_runners_go_within_a_few_rounds(
     # When beat's maintenance rounds run (every 0.2 s here) for a while
     first = maintain(settings, engine, publisher._app, publisher)
     assert first.retention.total == 0  # nothing is old enough yet
+    # (and the first round folded the job counts: one row per type and state)
+    with engine.connect() as conn:
+        count_rows = conn.execute(sa.select(sa.func.count()).select_from(JOB_COUNTS)).scalar()
+    assert count_rows == len(counting.counts_by_type(engine)) == 6
 
     def finished_gone() -> bool:
         apply_retention(settings, engine, counts)

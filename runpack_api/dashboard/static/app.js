@@ -130,24 +130,29 @@ function needKeys(...roles) {
 }
 
 // A listing refreshed every 3 s, `size` rows a page, paged with the #prev and #next buttons.
-// `load(limit, offset)` shows a page and returns how many rows it showed and the total.
+// `load(limit, cursor)` shows the page that starts at `cursor` (undefined: the first) and
+// returns how many rows it showed, the total, and the cursor of the next page (null: none).
 function paged(size, noun, load) {
-  let offset = 0;
+  let cursors = [undefined];  // where each page up to the one shown starts
+  let next = null;
   const show = async () => {
-    const { shown, total } = await load(size, offset);
-    if (!shown && offset > 0) {  // rows went away: back to the last page there is
-      offset = total ? Math.floor((total - 1) / size) * size : 0;
+    const page = await load(size, cursors[cursors.length - 1]);
+    if (!page.shown && cursors.length > 1) {  // rows went away: back a page
+      cursors.pop();
       return show();
     }
-    text("page-info", total ? `${offset + 1}–${offset + shown} of ${total}` : `no ${noun}`);
-    $("prev").disabled = offset === 0;
-    $("next").disabled = offset + size >= total;
+    const first = (cursors.length - 1) * size;
+    next = page.next ?? null;
+    text("page-info", page.total
+      ? `${first + 1}–${first + page.shown} of ${page.total}` : `no ${noun}`);
+    $("prev").disabled = cursors.length === 1;
+    $("next").disabled = next === null || first + page.shown >= page.total;
   };
   let stop = every(3000, show);
   const reload = () => { stop(); stop = every(3000, show); };
-  $("prev").addEventListener("click", () => { offset = Math.max(0, offset - size); reload(); });
-  $("next").addEventListener("click", () => { offset += size; reload(); });
-  return () => { offset = 0; reload(); };
+  $("prev").addEventListener("click", () => { if (cursors.length > 1) cursors.pop(); reload(); });
+  $("next").addEventListener("click", () => { if (next !== null) cursors.push(next); reload(); });
+  return () => { cursors = [undefined]; reload(); };
 }
 
 // ---- pages -------------------------------------------------------------------------------
@@ -214,8 +219,11 @@ pages.jobs = () => {
   const params = new URLSearchParams(location.search);
   filters.status.value = params.get("status") || "";
   filters.job_type.value = params.get("job_type") || "";
-  const firstPage = paged(25, "jobs", async (limit, offset) => {
-    const query = new URLSearchParams({ limit, offset });
+  // paged by the API's before= cursor: a page deep in a table of millions costs what the
+  // first does, where an offset reads every row before it
+  const firstPage = paged(25, "jobs", async (limit, before) => {
+    const query = new URLSearchParams({ limit });
+    if (before !== undefined) query.set("before", before);
     if (filters.status.value) query.set("status", filters.status.value);
     if (filters.job_type.value.trim()) query.set("job_type", filters.job_type.value.trim());
     const page = await admin(`/api/admin/jobs?${query}`);
@@ -224,7 +232,7 @@ pages.jobs = () => {
       el("td", {}, statusBadge(job.status)), el("td", {}, miniProgress(job.progress)),
       el("td", {}, job.attempts), el("td", {}, when(job.created_at)),
       el("td", {}, runnerLink(job)))));
-    return { shown: page.jobs.length, total: page.total };
+    return { shown: page.jobs.length, total: page.total, next: page.next_before };
   });
   filters.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -312,7 +320,7 @@ pages.job = () => {
 
 pages.runners = () => {
   if (!keys.reader()) { needKeys("admin"); return; }
-  paged(50, "runners", async (limit, offset) => {
+  paged(50, "runners", async (limit, offset = 0) => {
     const data = await admin(`/api/admin/runners?${new URLSearchParams({ limit, offset })}`);
     $("runners-table").tBodies[0].replaceChildren(...data.runners.map((runner) => el("tr", {},
       el("td", {}, el("a", { href: `/runners/${encodeURIComponent(runner.runner_id)}` }, runner.name)),
@@ -320,7 +328,7 @@ pages.runners = () => {
       el("td", {}, runner.capabilities.join(", ")), el("td", {}, when(runner.last_seen)),
       el("td", {}, runner.is_active ? "yes" : "no"),
       el("td", {}, runner.current_job ? jobLink(runner.current_job) : ""))));
-    return { shown: data.runners.length, total: data.total };
+    return { shown: data.runners.length, total: data.total, next: offset + data.runners.length };
   });
 };
 

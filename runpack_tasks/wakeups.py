@@ -7,8 +7,10 @@ SQLite without Redis there is one API process and nothing to send. Delivery is a
 once (a listener reconnecting misses what was sent meanwhile, and says so by delivering a
 wake-everyone message), so the API keeps a slow safety-net poll as well.
 
-Sending never blocks the caller: messages go through a sender thread. Each process tags
-its messages and ignores its own echo, since it already woke its own waiters.
+Sending never blocks the caller: messages go through a sender thread, which sends what
+piled up while it was busy as one batch, merged by job type (counts added up), in one round
+trip. Each process tags its messages and ignores its own echo, since it already woke its
+own waiters.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +45,16 @@ def encode(origin: str, job_type: str | None, count: int) -> str:
     return f"{origin}|{count}|{job_type or ''}"
 
 
+def merged(news: list[tuple[str | None, int]]) -> list[tuple[str | None, int]]:
+    """``(job_type, count)`` pairs with one per job type, counts added up; a count of 0
+    (wake every waiter) stays 0."""
+    counts: dict[str | None, int] = {}
+    for job_type, count in news:
+        before = counts.get(job_type)
+        counts[job_type] = 0 if before == 0 or count == 0 else (before or 0) + count
+    return list(counts.items())
+
+
 def decode(message: str) -> tuple[str, str | None, int] | None:
     """``(origin, job_type, count)``, or None for a message that is not ours."""
     parts = message.split("|", 2)
@@ -59,7 +71,7 @@ class Wakeups:
 
     def __init__(self) -> None:
         self.origin = secrets.token_hex(8)
-        self._outbox: SimpleQueue[str | None] = SimpleQueue()
+        self._outbox: SimpleQueue[tuple[str | None, int] | None] = SimpleQueue()
         self._sender: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -68,7 +80,7 @@ class Wakeups:
         """Tell the other processes that ``count`` jobs of ``job_type`` became pending."""
         if self.kind == "local" or self._closed.is_set():
             return
-        self._outbox.put(encode(self.origin, job_type, count))
+        self._outbox.put((job_type, count))
         if self._sender is None:
             with self._lock:
                 if self._sender is None:
@@ -78,14 +90,27 @@ class Wakeups:
                     self._sender.start()
 
     def _send_loop(self) -> None:
-        while (message := self._outbox.get()) is not None:
+        while (first := self._outbox.get()) is not None:
+            news, stopping = [first], False
+            while True:  # what else piled up meanwhile goes with it
+                try:
+                    item = self._outbox.get_nowait()
+                except Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                news.append(item)
+            messages = [encode(self.origin, *pair) for pair in merged(news)]
             try:
-                self._send(message)
+                self._send(messages)
             except Exception as exc:  # the safety-net poll finds the job anyway
                 log.warning("could not send a wake-up (%s): %s", self.kind, exc)
+            if stopping:
+                return
 
-    def _send(self, message: str) -> None:
-        """Send one message (the sender thread's only caller)."""
+    def _send(self, messages: list[str]) -> None:
+        """Send messages in one round trip (the sender thread's only caller)."""
 
     def listen(self, deliver: Deliver) -> None:
         """Call ``deliver`` (from a listener thread) for every other process's message."""
@@ -117,8 +142,11 @@ class RedisWakeups(Wakeups):
 
         self._client = redis.Redis.from_url(url, socket_keepalive=True)
 
-    def _send(self, message: str) -> None:
-        self._client.publish(CHANNEL, message)
+    def _send(self, messages: list[str]) -> None:
+        with self._client.pipeline(transaction=False) as pipe:
+            for message in messages:
+                pipe.publish(CHANNEL, message)
+            pipe.execute()
 
     def listen(self, deliver: Deliver) -> None:
         def loop() -> None:
@@ -148,9 +176,9 @@ class PostgresWakeups(Wakeups):
         self._database_url = database_url
         self._engine = create_db_engine(database_url, pool_size=1)
 
-    def _send(self, message: str) -> None:
-        with self._engine.connect() as conn:
-            conn.execute(sa.select(sa.func.pg_notify(CHANNEL, message)))
+    def _send(self, messages: list[str]) -> None:
+        with self._engine.connect() as conn:  # delivered together, at the commit
+            conn.execute(sa.select(*(sa.func.pg_notify(CHANNEL, m) for m in messages)))
             conn.commit()
 
     def _connect(self) -> Any:

@@ -1,0 +1,71 @@
+"""The wake-up sender: what piles up while it sends goes out as one batch, merged by job
+type, through a real Redis and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from runpack_tasks.wakeups import PostgresWakeups, RedisWakeups, Wakeups, merged
+from tests.support import postgres_backend, wait_for
+
+
+def test_merged_adds_counts_per_type_and_zero_wakes_all() -> None:
+    news = [("a", 1), ("b", 0), ("a", 2), ("b", 3), (None, 0), ("c", 4), ("c", 0)]
+    assert merged(news) == [("a", 3), ("b", 0), (None, 0), ("c", 0)]
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+def bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Wakeups, Wakeups]]:
+    """A sender and a listener on the same Redis, or the same PostgreSQL database."""
+    found = postgres_backend()
+    if found is None:
+        pytest.skip("RUNPACK_TEST_DATABASE_URL and RUNPACK_TEST_REDIS_URL are not set")
+    with ExitStack() as stack:
+        if request.param == "redis":
+            assert found.redis_url is not None
+            pair: tuple[Wakeups, Wakeups] = (
+                RedisWakeups(found.redis_url),
+                RedisWakeups(found.redis_url),
+            )
+        else:
+            url = stack.enter_context(found.fresh_database(tmp_path))
+            pair = PostgresWakeups(url), PostgresWakeups(url)
+        yield pair
+        for wakeups in pair:
+            wakeups.close()
+
+
+def test_what_piles_up_while_sending_goes_as_one_merged_batch(
+    bus: tuple[Wakeups, Wakeups],
+) -> None:
+    sender, listener = bus
+    heard: list[tuple[str | None, int]] = []
+    listener.listen(lambda job_type, count: heard.append((job_type, count)))
+    wait_for(lambda: (None, 0) in heard, timeout_s=10, what="the listener to subscribe")
+    heard.clear()
+    # Given a sender held in the middle of sending its first message
+    sending, release = threading.Event(), threading.Event()
+    send = sender._send
+
+    def held(messages: list[str]) -> None:
+        sending.set()
+        release.wait(10)
+        send(messages)
+
+    sender._send = held  # type: ignore[method-assign]
+    sender.publish("alpha", 1)
+    assert sending.wait(10)
+    # When 199 more of one type and 2 of another are published meanwhile
+    for _ in range(199):
+        sender.publish("alpha", 1)
+    sender.publish("beta", 2)
+    release.set()
+    # Then the listener hears the first, then one message per type with the counts added up
+    wait_for(lambda: len(heard) >= 3, timeout_s=10, what="the wake-ups")
+    sender.close()
+    assert heard == [("alpha", 1), ("alpha", 199), ("beta", 2)]

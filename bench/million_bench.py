@@ -325,8 +325,8 @@ def main() -> int:
         "--settle", type=float, default=10.0, help="seconds of rest after the CHECKPOINT"
     )
     args = parser.parse_args()
-    if not 3 <= args.reps <= SAMPLES // 4:
-        parser.error(f"--reps must be between 3 and {SAMPLES // 4}")
+    if not 3 <= args.reps <= SAMPLES // 2:
+        parser.error(f"--reps must be between 3 and {SAMPLES // 2}")
     keys = {role: secrets.token_urlsafe(16) for role in ("submit", "runner", "admin")}
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="million-bench-")))

@@ -17,6 +17,7 @@ from kombu.entity import Exchange, Queue
 from sqlalchemy import Engine
 
 from runpack_tasks.jobstore import lifecycle
+from runpack_tasks.jobstore.models import now_ms
 from runpack_tasks.routing import queue_for
 from runpack_tasks.served import ServedTypes
 from runpack_tasks.tasks import EXECUTE_TASK
@@ -130,16 +131,19 @@ class Publisher:
                     break
                 item = self._outbox.get()
             if jobs:
+                started = now_ms()
                 sent = set(self._send_all(jobs))
                 unsent = [job_id for job_id, _ in jobs if job_id not in sent]
                 if unsent:
-                    self._unmark(unsent)
+                    self._unmark(unsent, started)
             if item is None:
                 return
 
-    def _unmark(self, job_ids: list[str]) -> None:
+    def _unmark(self, job_ids: list[str], started: int) -> None:
+        """Clear the marks made at submit for messages that could not be sent (not one
+        beat made since ``started``, with a message that went out)."""
         try:
-            lifecycle.mark_published(self._engine, job_ids, published=False)
+            lifecycle.mark_published(self._engine, job_ids, published=False, marked_by=started)
         except Exception:  # the store is down too: beat counts them as lost instead
             log.exception("could not unmark %d unsent job(s)", len(job_ids))
 

@@ -467,15 +467,28 @@ def reap(engine: Engine, *, heartbeat_timeout_s: float, max_attempts: int) -> Re
     )
 
 
-def mark_published(engine: Engine, job_ids: list[str], published: bool = True) -> None:
-    """Record that a Celery message went out for these jobs (those still pending), or, with
-    ``published=False``, that the message announced at submit could not be sent."""
+def mark_published(
+    engine: Engine, job_ids: list[str], published: bool = True, *, marked_by: int | None = None
+) -> None:
+    """Record that a Celery message went out for these jobs, or, with ``published=False``,
+    that the message announced at submit could not be sent.
+
+    A sent message is recorded whatever the job's status: a worker may have claimed, even
+    finished, the job before this write. A failed send clears the mark of the jobs still
+    pending, and with ``marked_by`` (epoch ms: when the failed send began) only a mark
+    made by then: a later one is another sender's (beat's), whose message did go out.
+    """
     if not job_ids:
         return
+    unsent: list[Any] = []
+    if not published:
+        unsent.append(JOBS.c.status == JobStatus.PENDING.value)
+        if marked_by is not None:
+            unsent.append(JOBS.c.published_at <= marked_by)
     with engine.begin() as conn:
         conn.execute(
             sa.update(JOBS)
-            .where(JOBS.c.id.in_(job_ids), JOBS.c.status == JobStatus.PENDING.value)
+            .where(JOBS.c.id.in_(job_ids), *unsent)
             .values(published_at=now_ms() if published else None)
         )
 

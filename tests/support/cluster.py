@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from tests.support.backends import Backend
-from tests.support.process import ServerProcess, running_server
+from tests.support.process import ServerProcess, running_server, start_runpack
 from tests.support.server import Keys, server_env
 from tests.support.waiting import wait_for
 
@@ -66,15 +66,7 @@ class Cluster:
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log_path = self.tmp_dir / f"{name}-{len(self.processes)}.log"
-        log = log_path.open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runpack_api.cli", *args],
-            env=self.env,
-            cwd=self.tmp_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = start_runpack(*args, env=self.env, cwd=self.tmp_dir, log=log_path)
         self.processes.append(process)
         self.log_paths[process.pid] = log_path
         return process

@@ -34,7 +34,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -52,6 +51,7 @@ from sqlalchemy.pool import NullPool
 from runpack_tasks.jobstore.db import normalize_url
 from runpack_tasks.jobstore.schema import upgrade
 from tests.support.private_services import PrivatePostgres, PrivateRedis
+from tests.support.process import start_runpack
 from tests.support.server import GENEROUS_RATES, LOOPBACK, Keys
 from tests.support.waiting import free_port, wait_for
 
@@ -128,16 +128,8 @@ class Deployment:
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start ``runpack <args>`` as ``name`` (replacing a dead one of that name)."""
-        log = (self.folder / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runpack_api.cli", *args],
-            env=self.env,
-            cwd=self.folder,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        log = self.folder / f"{name}.log"
+        process = start_runpack(*args, env=self.env, cwd=self.folder, log=log)
         self.processes[name] = process
         return process
 

@@ -53,6 +53,20 @@ class ServerProcess(ApiServer):
             self.process.wait()
 
 
+def start_runpack(*args: str, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``runpack <args>`` in a process group of its own (so a kill takes its children
+    too), its output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "runpack_api.cli", *args],
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def database_answers(url: str) -> bool:
     """Whether the server at ``url`` is up with its database (its broker may be down)."""
     return bool(httpx.get(f"{url}/health").json().get("database") == "ok")

@@ -105,6 +105,39 @@ def test_only_the_claimer_reports(engine: Engine) -> None:
     )
 
 
+def _published_at(engine: Engine, job_id: str) -> int | None:
+    with engine.connect() as conn:
+        value = conn.execute(sa.select(JOBS.c.published_at).where(JOBS.c.id == job_id)).scalar()
+    return None if value is None else int(value)
+
+
+def test_a_sent_message_is_recorded_and_only_the_failed_sender_s_own_mark_is_cleared(
+    engine: Engine,
+) -> None:
+    # Given a job whose message a worker consumed, claimed and completed before the
+    # publisher recorded the send
+    job = submit(engine, "t", unique_params()).job
+    claim(engine, job.id, "r1")
+    complete(engine, job.id, "r1", output_data={}, console_output=None)
+    # When the publisher records it, then the job says its message went out
+    lifecycle.mark_published(engine, [job.id])
+    assert _published_at(engine, job.id) is not None
+    # And a send recorded as failed clears only pending jobs' marks
+    lifecycle.mark_published(engine, [job.id], published=False)
+    assert _published_at(engine, job.id) is not None
+    pending = submit(engine, "t", unique_params()).job
+    lifecycle.mark_published(engine, [pending.id])
+    lifecycle.mark_published(engine, [pending.id], published=False)
+    assert _published_at(engine, pending.id) is None
+    # And a failed send that began before beat's successful one leaves beat's mark
+    began = now_ms() - 1_000
+    lifecycle.mark_published(engine, [pending.id])
+    lifecycle.mark_published(engine, [pending.id], published=False, marked_by=began)
+    assert _published_at(engine, pending.id) is not None
+    lifecycle.mark_published(engine, [pending.id], published=False, marked_by=now_ms() + 1)
+    assert _published_at(engine, pending.id) is None
+
+
 def test_release_gives_back_the_attempt(engine: Engine) -> None:
     job = submit(engine, "t", unique_params()).job
     claim(engine, job.id, "r1")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from threading import Barrier
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -17,53 +18,70 @@ from sqlalchemy import Engine
 from runpack_api.grouping import GroupCommit
 from runpack_tasks.errors import SubmitContended
 from runpack_tasks.jobstore import lifecycle
-from tests.support import ApiServer, assert_error, stored_job, unique_params
+from tests.support import ApiServer, assert_error, stored_job, unique_params, wait_for
 
 SUBMITTERS = 48
 
 
+@dataclass
+class Writes:
+    """The job types of each write of submits, the items that reached the group commit,
+    and the gate every write waits at until the test opens it."""
+
+    made: list[list[str]] = field(default_factory=list)
+    arrived: list[Any] = field(default_factory=list)
+    gate: threading.Event = field(default_factory=threading.Event)
+
+
 @pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
-    """The job types of each write of submits; the first write is held 0.3 s, so the
-    submits arriving meanwhile queue behind it; a job of type ``contended`` fails."""
-    made: list[list[str]] = []
-    real = lifecycle.submit_many
-    first = threading.Event()
+def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Writes]:
+    """Writes held until the test opens the gate, so submits queue behind them; a job of
+    type ``contended`` fails."""
+    held = Writes()
+    real_store, real_submit = lifecycle.submit_many, GroupCommit.submit
 
     def recorded(engine: Engine, submissions: Any) -> Any:
-        made.append([s.job_type for s in submissions])
-        if not first.is_set():
-            first.set()
-            threading.Event().wait(0.3)
+        held.made.append([s.job_type for s in submissions])
+        if not held.gate.wait(30):
+            raise RuntimeError("the test never opened the gate")
         if any(s.job_type == "contended" for s in submissions):
             raise SubmitContended("deleted while being submitted")
-        return real(engine, submissions)
+        return real_store(engine, submissions)
+
+    async def counted(self: GroupCommit[Any, Any], item: Any) -> Any:
+        held.arrived.append(item)
+        return await real_submit(self, item)
 
     monkeypatch.setattr(lifecycle, "submit_many", recorded)
-    yield made
+    monkeypatch.setattr(GroupCommit, "submit", counted)
+    yield held
+    held.gate.set()
 
 
-def submit_all(server: ApiServer, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
-    start = Barrier(len(bodies))
+@contextmanager
+def sending(server: ApiServer, bodies: list[dict[str, Any]]) -> Iterator[list[Future[Any]]]:
+    """The submits of ``bodies``, sent at once from threads; their answers to come."""
     limits = httpx.Limits(max_connections=len(bodies))
-
-    def one(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
-        start.wait()
-        return client.post("/api/jobs/submit", json=body)
-
     with (
         server.client("submit", limits=limits) as client,
         ThreadPoolExecutor(len(bodies)) as pool,
     ):
-        return list(pool.map(one, [client] * len(bodies), bodies))
+        yield [pool.submit(client.post, "/api/jobs/submit", json=body) for body in bodies]
+
+
+def queued(writes: Writes, count: int) -> None:
+    wait_for(lambda: len(writes.arrived) >= count, timeout_s=30, what=f"{count} queued submits")
 
 
 def test_concurrent_new_submits_share_writes_and_each_gets_201(
-    server: ApiServer, server_engine: Engine, writes: list[list[str]]
+    server: ApiServer, server_engine: Engine, writes: Writes
 ) -> None:
     bodies = [{"job_type": "grouped", "input_params": unique_params()} for _ in range(SUBMITTERS)]
     bodies += bodies[:4]  # four submitted twice at once
-    answers = submit_all(server, bodies)
+    with sending(server, bodies) as pending:
+        queued(writes, len(bodies))
+        writes.gate.set()
+        answers = [future.result(timeout=30) for future in pending]
     codes = [answer.status_code for answer in answers]
     assert codes.count(201) == SUBMITTERS and codes.count(200) == 4, codes
     ids = [answer.json()["job_id"] for answer in answers]
@@ -75,21 +93,27 @@ def test_concurrent_new_submits_share_writes_and_each_gets_201(
             == (body["input_params"])
         )
     # fewer writes than submits: those that arrived during a write went in one together
-    grouped = [write for write in writes if write == ["grouped"] * len(write)]
+    grouped = [write for write in writes.made if write == ["grouped"] * len(write)]
     assert sum(map(len, grouped)) == len(bodies)
     assert len(grouped) < len(bodies) / 2
     assert max(map(len, grouped)) > 1
 
 
 def test_a_job_failing_in_a_group_fails_only_its_own_submit(
-    server: ApiServer, writes: list[list[str]]
+    server: ApiServer, writes: Writes
 ) -> None:
     bodies = [{"job_type": "grouped", "input_params": unique_params()} for _ in range(12)]
-    bodies.insert(5, {"job_type": "contended", "input_params": unique_params()})
-    answers = submit_all(server, bodies)
-    assert "deleted while being submitted" in assert_error(answers[5], 503)
-    assert [a.status_code for n, a in enumerate(answers) if n != 5] == [201] * 12
-    assert any("contended" in write and len(write) > 1 for write in writes)
+    contended = {"job_type": "contended", "input_params": unique_params()}
+    # the contended submit arrives while every writer is held and others are queued
+    with sending(server, bodies) as first:
+        queued(writes, len(bodies))
+        with sending(server, [contended]) as last:
+            queued(writes, len(bodies) + 1)
+            writes.gate.set()
+            answers = [future.result(timeout=30) for future in first + last]
+    assert "deleted while being submitted" in assert_error(answers[-1], 503)
+    assert [a.status_code for a in answers[:-1]] == [201] * 12
+    assert any("contended" in write and len(write) > 1 for write in writes.made)
 
 
 def test_a_submit_right_after_a_group_finished_is_still_written() -> None:

@@ -16,7 +16,6 @@ from typing import Any
 from celery import Celery, signals
 
 from runpack_tasks.jobstore import lifecycle
-from runpack_tasks.jobstore.db import until_stored
 from runpack_tasks.tasks import EXECUTE_TASK
 from runpack_tasks.worker_state import state_of
 
@@ -38,7 +37,7 @@ def _completed(sender: Any = None, result: Any = None, **_: Any) -> None:
     if run is None or run.outcome is None or run.outcome.output_data is None:
         return
     outcome, output_data = run.outcome, run.outcome.output_data
-    done = until_stored(
+    done = state.stored(
         lambda: lifecycle.complete(
             state.engine,
             run.job.id,
@@ -47,7 +46,6 @@ def _completed(sender: Any = None, result: Any = None, **_: Any) -> None:
             console_output=outcome.console_output,
             cache_version=outcome.cache_version,
         ),
-        state.settings.heartbeat_timeout_s,
         f"completing job {run.job.id}",
     )
     if done is None:
@@ -71,7 +69,7 @@ def _failed(
     if job_id is None:
         return
     console = run.context.console_output if run is not None and run.context else None
-    until_stored(
+    state.stored(
         lambda: lifecycle.fail(
             state.engine,
             job_id,
@@ -79,7 +77,6 @@ def _failed(
             error_message=state.limits.error_text(str(exception) or type(exception).__name__),
             console_output=console,
         ),
-        state.settings.heartbeat_timeout_s,
         f"failing job {job_id}",
     )
 

@@ -10,7 +10,6 @@ from runner_plugins import get_plugin
 from runpack_tasks.errors import PayloadTooLarge
 from runpack_tasks.execute import RunContext, run_plugin
 from runpack_tasks.jobstore import lifecycle
-from runpack_tasks.jobstore.db import until_stored
 from runpack_tasks.jobstore.payloads import check_json
 from runpack_tasks.worker_state import Run, state_of
 
@@ -32,9 +31,8 @@ def execute(self: Task, job_id: str, job_type: str | None = None) -> None:
     there is no result backend.
     """
     state = state_of(self.app)
-    job = until_stored(
+    job = state.stored(
         lambda: lifecycle.claim(state.engine, job_id, state.runner_id),
-        state.settings.heartbeat_timeout_s,
         f"claiming job {job_id}",
     )
     if job is None:

@@ -9,16 +9,20 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from celery import Celery
 from sqlalchemy import Engine
 
 from runpack_tasks.execute import JobOutcome, RunContext
-from runpack_tasks.jobstore.db import create_db_engine
+from runpack_tasks.jobstore.db import create_db_engine, until_stored
 from runpack_tasks.jobstore.models import JobRow
 from runpack_tasks.report_limits import ReportLimits
 from runpack_tasks.settings import RunpackSettings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,6 +55,11 @@ class WorkerState:
             if self._engine is None:
                 self._engine = create_db_engine(self.settings.database_url, pool_size=2)
             return self._engine
+
+    def stored(self, write: Callable[[], T], what: str) -> T:
+        """``write()``, a claim or a report, tried again while the database is unavailable
+        (a restart) for up to the heartbeat timeout: past that the job is reaped anyway."""
+        return until_stored(write, self.settings.heartbeat_timeout_s, what)
 
     def _forget_engine(self) -> None:
         """In a forked child: the parent's connections are not this process's to use.

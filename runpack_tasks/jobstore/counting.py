@@ -11,6 +11,8 @@ Reading folds the rows into one per key once they pile up, and so does beat.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -36,8 +38,7 @@ def counts_by_type(engine: Engine) -> list[tuple[str, str, int]]:
                 c.job_type, c.status
             )
         ).all()
-    if sum(int(stored) for *_, stored in rows) > FOLD_ABOVE_ROWS:
-        fold(engine)
+    _fold_if_piled_up(engine, rows)
     return [(job_type, status, int(n)) for job_type, status, n, _ in rows if int(n)]
 
 
@@ -51,8 +52,7 @@ def run_time_histograms(engine: Engine) -> list[tuple[str, list[int], float, int
                 c.job_type, c.bucket, sa.func.sum(c.n), sa.func.sum(c.run_ms), sa.func.count()
             ).group_by(c.job_type, c.bucket)
         ).all()
-    if sum(int(stored) for *_, stored in rows) > FOLD_ABOVE_ROWS:
-        fold(engine)
+    _fold_if_piled_up(engine, rows)
     per_bucket: dict[str, list[int]] = {}
     run_ms: Counter[str] = Counter()
     for job_type, bucket, n, total_ms, _ in rows:
@@ -65,6 +65,12 @@ def run_time_histograms(engine: Engine) -> list[tuple[str, list[int], float, int
         cumulative = [sum(counts[: i + 1]) for i in range(len(RUN_TIME_BOUNDS_S))]
         histograms.append((job_type, cumulative, run_ms[job_type] / 1000, sum(counts)))
     return histograms
+
+
+def _fold_if_piled_up(engine: Engine, groups: Sequence[Sequence[Any]]) -> None:
+    """Fold when the grouped reading (each group's row count last) covered too many rows."""
+    if sum(int(group[-1]) for group in groups) > FOLD_ABOVE_ROWS:
+        fold(engine)
 
 
 def fold(engine: Engine) -> None:

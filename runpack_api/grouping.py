@@ -22,29 +22,10 @@ from typing import Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from runpack_tasks.write_group import MAX_GROUP, store_each
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-#: Most items one write takes (the batch size of submit-batch).
-MAX_GROUP = 1000
-
-
-def store_each(
-    store: Callable[[list[Item]], list[Result]], items: list[Item]
-) -> list[Result | Exception]:
-    """``store(items)``; if that raises for several items, each stored alone, its answer or
-    its exception in its place."""
-    try:
-        return list(store(items))
-    except Exception as exc:
-        if len(items) == 1:
-            return [exc]
-    answers: list[Result | Exception] = []
-    for item in items:
-        try:
-            answers.extend(store([item]))
-        except Exception as exc:
-            answers.append(exc)
-    return answers
 
 
 class GroupCommit(Generic[Item, Result]):

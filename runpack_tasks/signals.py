@@ -37,18 +37,11 @@ def _completed(sender: Any = None, result: Any = None, **_: Any) -> None:
     if run is None or run.outcome is None or run.outcome.output_data is None:
         return
     outcome, output_data = run.outcome, run.outcome.output_data
-    done = state.stored(
-        lambda: lifecycle.complete(
-            state.engine,
-            run.job.id,
-            state.runner_id,
-            output_data=output_data,
-            console_output=outcome.console_output,
-            cache_version=outcome.cache_version,
-        ),
-        f"completing job {run.job.id}",
+    result = lifecycle.Completion(
+        run.job.id, output_data, outcome.console_output, outcome.cache_version
     )
-    if done is None:
+    done = state.stored(lambda: state.completions.submit(result), f"completing job {run.job.id}")
+    if not done:
         log.warning("job %s was taken from this worker before it finished", run.job.id)
 
 

@@ -31,10 +31,7 @@ def execute(self: Task, job_id: str, job_type: str | None = None) -> None:
     there is no result backend.
     """
     state = state_of(self.app)
-    job = state.stored(
-        lambda: lifecycle.claim(state.engine, job_id, state.runner_id),
-        f"claiming job {job_id}",
-    )
+    job = state.stored(lambda: state.claims.submit(job_id), f"claiming job {job_id}")
     if job is None:
         log.info("job %s is no longer pending: message acknowledged", job_id)
         return

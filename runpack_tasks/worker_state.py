@@ -17,10 +17,12 @@ from celery import Celery
 from sqlalchemy import Engine
 
 from runpack_tasks.execute import JobOutcome, RunContext
+from runpack_tasks.jobstore import lifecycle
 from runpack_tasks.jobstore.db import create_db_engine, until_stored
 from runpack_tasks.jobstore.models import JobRow
 from runpack_tasks.report_limits import ReportLimits
 from runpack_tasks.settings import RunpackSettings
+from runpack_tasks.write_group import WriteGroup
 
 T = TypeVar("T")
 
@@ -44,6 +46,14 @@ class WorkerState:
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._forget_engine)
         self.runs: dict[str, Run] = {}
+        #: The claims and completions of this process's threads, each group one statement
+        #: (a prefork process runs one task at a time: its groups are of one).
+        self.claims: WriteGroup[str, JobRow | None] = WriteGroup(
+            lambda job_ids: lifecycle.claim_many(self.engine, job_ids, self.runner_id)
+        )
+        self.completions: WriteGroup[lifecycle.Completion, bool] = WriteGroup(
+            lambda results: lifecycle.complete_many(self.engine, self.runner_id, results)
+        )
 
     @property
     def engine(self) -> Engine:

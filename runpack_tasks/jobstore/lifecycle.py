@@ -95,16 +95,26 @@ def _async_commit() -> Any:
     return setting.c.setting.is_not(None)
 
 
+def _listed(name: str, dialect: str) -> Any:
+    """``SELECT`` of the strings in the JSON array parameter ``name``."""
+    given: Any = sa.bindparam(name, None)
+    if dialect == "postgresql":
+        return sa.select(sa.func.json_array_elements_text(sa.cast(given, sa.JSON)))
+    return sa.select(sa.literal_column("value")).select_from(sa.func.json_each(given))
+
+
 def _transition(
     allowed_from: Iterable[JobStatus],
     *,
     owner: bool,
     same_result: bool = False,
     durable: bool = True,
+    many: bool = False,
     **values: Any,
 ) -> Statement:
     """``UPDATE jobs SET values WHERE id = :job_id AND status IN allowed_from
-    [AND claimed_by = :runner_id] [AND finished_at = :finished_at] RETURNING *``.
+    [AND claimed_by = :runner_id] [AND finished_at = :finished_at] RETURNING *``; with
+    ``many``, ``id IN :job_ids`` (a JSON array of ids) instead.
 
     ``durable=False`` commits asynchronously on PostgreSQL (see ``_async_commit``): the
     change is visible to every other statement at once, as any commit, and only a crash
@@ -117,7 +127,8 @@ def _transition(
         # serve the lookup: a new worker's id, or a status rare when statistics were taken,
         # looks as selective as the id to PostgreSQL's planner, which then picked the
         # smaller (claimed_by, ...) or (status, ...) index and read every row it matched.
-        condition = [JOBS.c.id == _param("job_id"), _unindexed(JOBS.c.status).in_(allowed)]
+        key = JOBS.c.id.in_(_listed("job_ids", dialect)) if many else JOBS.c.id == _param("job_id")
+        condition = [key, _unindexed(JOBS.c.status).in_(allowed)]
         if owner:
             condition.append(_unindexed(JOBS.c.claimed_by) == _param("runner_id"))
         if same_result:
@@ -166,17 +177,16 @@ _RESUBMIT = _transition(
 #: A claim is not waited onto the disk: what it decides, who runs the job, is settled in
 #: the database at once; a database crash that undid it leaves the job pending for beat to
 #: publish again, and the claimer's reports refused. Its completion is durable.
-_CLAIM = _transition(
-    [JobStatus.PENDING],
-    owner=False,
-    durable=False,
-    status=JobStatus.CLAIMED.value,
-    claimed_by=_param("runner_id"),
-    claimed_at=_param("now"),
-    last_heartbeat=_param("now"),
-    attempts=JOBS.c.attempts + 1,
-    updated_at=_param("now"),
-)
+_CLAIMED: dict[str, Any] = {
+    "status": JobStatus.CLAIMED.value,
+    "claimed_by": _param("runner_id"),
+    "claimed_at": _param("now"),
+    "last_heartbeat": _param("now"),
+    "attempts": JOBS.c.attempts + 1,
+    "updated_at": _param("now"),
+}
+_CLAIM = _transition([JobStatus.PENDING], owner=False, durable=False, **_CLAIMED)
+_CLAIM_MANY = _transition([JobStatus.PENDING], owner=False, durable=False, many=True, **_CLAIMED)
 _HEARTBEAT = _transition(
     ACTIVE_STATUSES,
     owner=True,
@@ -198,6 +208,63 @@ _COMPLETE = _transition(
     console_output=_keep_unless_given("console_output"),
     cache_version=_param("new_cache_version"),
 )
+
+
+def _reports(dialect: str) -> Any:
+    """The rows of the JSON array parameter ``reports`` (objects with ``id``,
+    ``output_data``, ``console_output``, ``cache_version``), as a table ``report``."""
+    given: Any = sa.bindparam("reports", None)
+    if dialect == "postgresql":
+        return (
+            sa.func.json_to_recordset(sa.cast(given, sa.JSON))
+            .table_valued(
+                sa.column("id", JOBS.c.id.type),
+                sa.column("output_data", sa.JSON),
+                sa.column("console_output", sa.Text),
+                sa.column("cache_version", JOBS.c.cache_version.type),
+            )
+            .render_derived(name="report", with_types=True)
+        )
+    fields = ("id", "output_data", "console_output", "cache_version")
+    return (
+        sa.select(
+            *(
+                sa.literal_column(
+                    f"value {'->' if name == 'output_data' else '->>'} '{name}'"
+                ).label(name)
+                for name in fields
+            )
+        )
+        .select_from(sa.func.json_each(given))
+        .subquery("report")
+    )
+
+
+def _complete_many(dialect: str) -> Any:
+    """``_COMPLETE`` for several jobs of one runner, each with its own result: their ids
+    come back for those it completed."""
+    report = _reports(dialect)
+    return (
+        sa.update(JOBS)
+        .where(
+            JOBS.c.id == report.c.id,
+            _unindexed(JOBS.c.status).in_([status.value for status in ACTIVE_STATUSES]),
+            _unindexed(JOBS.c.claimed_by) == _param("runner_id"),
+        )
+        .values(
+            status=JobStatus.COMPLETED.value,
+            output_data=report.c.output_data,
+            finished_at=_param("now"),
+            updated_at=_param("now"),
+            error_message=None,
+            console_output=sa.func.coalesce(report.c.console_output, JOBS.c.console_output),
+            cache_version=report.c.cache_version,
+        )
+        .returning(JOBS.c.id)
+    )
+
+
+_COMPLETE_MANY = Statement(_complete_many)
 _FAIL = _transition(
     ACTIVE_STATUSES,
     owner=True,
@@ -409,6 +476,60 @@ def complete(
         new_console_output=console_output,
         new_cache_version=cache_version,
     )
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One finished run's result, for ``complete_many``."""
+
+    job_id: str
+    output_data: dict[str, Any]
+    console_output: str | None
+    cache_version: str | None = None
+
+
+def claim_many(engine: Engine, job_ids: Sequence[str], runner_id: str) -> list[JobRow | None]:
+    """``claim`` of each job, in one statement: the claimed row in each one's place, None
+    where it was not pending (or was listed before, so each claim has one winner)."""
+    if len(job_ids) == 1:
+        return [claim(engine, job_ids[0], runner_id)]
+    rows = _CLAIM_MANY.run(
+        engine, {"job_ids": list(job_ids), "runner_id": runner_id, "now": now_ms()}
+    )
+    claimed = {job.id: job for job in map(JobRow._make, rows)}
+    return [claimed.pop(job_id, None) for job_id in job_ids]
+
+
+def complete_many(engine: Engine, runner_id: str, results: Sequence[Completion]) -> list[bool]:
+    """``complete`` of each job with its own result, in one statement: True in the place
+    of each one it completed (a job listed twice is completed by its first)."""
+    if len(results) == 1:
+        only = results[0]
+        done = complete(
+            engine,
+            only.job_id,
+            runner_id,
+            output_data=only.output_data,
+            console_output=only.console_output,
+            cache_version=only.cache_version,
+        )
+        return [done is not None]
+    firsts = {result.job_id: result for result in reversed(results)}
+    reports = [
+        {
+            "id": result.job_id,
+            "output_data": result.output_data,
+            "console_output": result.console_output,
+            "cache_version": result.cache_version,
+        }
+        for result in firsts.values()
+    ]
+    rows = _COMPLETE_MANY.run(engine, {"reports": reports, "runner_id": runner_id, "now": now_ms()})
+    completed = {row[0] for row in rows}
+    answers = []
+    for result in results:
+        answers.append(result.job_id in completed and firsts[result.job_id] is result)
+    return answers
 
 
 def fail(

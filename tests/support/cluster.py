@@ -72,12 +72,16 @@ class Cluster:
         return process
 
     def start_worker(
-        self, types: str = "hello_world,noop,tally", concurrency: int = 2, wait: bool = True
+        self,
+        types: str = "hello_world,noop,tally",
+        concurrency: int = 2,
+        wait: bool = True,
+        pool: str = "prefork",
     ) -> subprocess.Popen[bytes]:
         """A ``runpack worker`` in its own process group; waits until it is registered."""
         before = {r["runner_id"] for r in self.celery_runners()}
         process = self._spawn(
-            "worker", "worker", "--types", types, "--concurrency", str(concurrency)
+            "worker", "worker", "--types", types, "--concurrency", str(concurrency), "--pool", pool
         )
         if wait:
             wait_for(

@@ -194,6 +194,31 @@ def test_a_killed_worker_does_not_lose_its_job(cluster: Cluster) -> None:
     assert job["output_data"]["greeting"] == f"Hello, {params['name']}!"
 
 
+def test_a_threads_pool_shares_its_claims_and_completions_and_runs_each_job_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # Given one worker with a pool of 8 threads (which group their claims and completions)
+    for process in workers(cluster):
+        cluster.kill(process)
+    threaded = cluster.start_worker(types="tally", concurrency=8, pool="threads")
+
+    # When 40 jobs arrive at once
+    logs = [tally_log(tmp_path) for _ in range(40)]
+    jobs = [{"job_type": "tally", "input_params": {"log": str(log)}} for log in logs]
+    with cluster.server.client("submit") as client:
+        answer = client.post("/api/jobs/submit-batch", json={"jobs": jobs})
+    assert answer.status_code == 200, answer.text
+
+    # Then every one completes with its own result, run once, claimed by that worker
+    done = [cluster.wait_for_status(r["job_id"], "completed") for r in answer.json()["results"]]
+    assert [job["output_data"] for job in done] == [{"count": 1}] * 40
+    assert [executions(log) for log in logs] == [1] * 40
+    assert {job["attempts"] for job in done} == {1}
+    assert len({job["claimed_by"] for job in done}) == 1
+    cluster.kill(threaded)
+    cluster.start_worker()  # the module's other tests run on the usual worker
+
+
 def test_a_flushed_broker_loses_no_job(cluster: Cluster) -> None:
     # Given a worker that crashed (so it still counts as live and messages are sent)
     for process in workers(cluster):

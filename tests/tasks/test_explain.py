@@ -64,6 +64,9 @@ def run_hot_paths(engine: Engine) -> None:
     lifecycle.release(engine, digest_job.id, runner)
     lifecycle.claim(engine, digest_job.id, runner)
     lifecycle.complete(engine, digest_job.id, runner, output_data={}, console_output=None)
+    grouped = [lifecycle.submit(engine, "hot", unique_params()).job.id for _ in range(2)]
+    lifecycle.claim_many(engine, grouped, runner)
+    lifecycle.complete_many(engine, runner, [lifecycle.Completion(i, {}, None) for i in grouped])
     failing = lifecycle.submit(engine, "hot", unique_params()).job
     lifecycle.claim(engine, failing.id, runner)
     lifecycle.fail(engine, failing.id, runner, error_message="no", console_output=None)

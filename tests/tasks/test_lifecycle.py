@@ -496,3 +496,54 @@ def test_no_module_but_lifecycle_writes_status() -> None:
             tree = ast.parse(path.read_text())
             offenders += [f"{path.name}:{line}" for line in _assigns_status(tree)]
     assert offenders == []
+
+
+def test_grouped_claims_have_one_winner_each_and_grouped_completions_are_the_claimers(
+    engine: Engine,
+) -> None:
+    # Given three pending jobs, the third already claimed by another runner
+    ids = [submit(engine, "noop", unique_params()).job.id for _ in range(3)]
+    assert claim(engine, ids[2], "other") is not None
+
+    # When one statement claims them, the first listed twice
+    got = lifecycle.claim_many(engine, [ids[0], ids[1], ids[0], ids[2]], "w")
+
+    # Then each pending job has one winner, and a taken job none
+    assert [job.id if job else None for job in got] == [ids[0], ids[1], None, None]
+    assert {(job.status, job.claimed_by, job.attempts) for job in got if job} == {
+        ("claimed", "w", 1)
+    }
+
+    # When one statement completes them, each with its own result
+    done = lifecycle.complete_many(
+        engine,
+        "w",
+        [
+            lifecycle.Completion(ids[0], {"a": "é"}, "log", "v2"),
+            lifecycle.Completion(ids[1], {"b": [1, 2.5]}, None),
+            lifecycle.Completion(ids[0], {"again": 1}, "twice"),
+            lifecycle.Completion(ids[2], {"not": "mine"}, None),
+        ],
+    )
+
+    # Then the claimer's jobs are completed with their own results, once, and the other
+    # runner's job is left alone
+    assert done == [True, True, False, False]
+    first, second, other = (queries.job_by_id(engine, job_id) for job_id in ids)
+    assert first and second and other
+    assert (first.status, first.output_data, first.console_output, first.cache_version) == (
+        "completed",
+        {"a": "é"},
+        "log",
+        "v2",
+    )
+    assert (second.status, second.output_data, second.cache_version) == (
+        "completed",
+        {"b": [1, 2.5]},
+        None,
+    )
+    assert (other.status, other.claimed_by, other.output_data) == ("claimed", "other", None)
+    # And a late report of a finished job is refused
+    late = [lifecycle.Completion(job_id, {"late": True}, None) for job_id in ids[:2]]
+    assert lifecycle.complete_many(engine, "w", late) == [False, False]
+    assert (queries.job_by_id(engine, ids[0]) or first).output_data == {"a": "é"}

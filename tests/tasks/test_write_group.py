@@ -1,0 +1,73 @@
+"""Group commit for threads: concurrent callers share writes, each gets its own answer."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from runpack_tasks.write_group import WriteGroup
+from tests.support import wait_for
+
+
+class GatedStore:
+    """A store whose first write waits at a gate; it records the groups it was given."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[int]] = []
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.groups.append(list(items))
+        self.entered.set()
+        self.gate.wait(timeout=10)
+        if any(item < 0 for item in items):
+            raise ValueError(f"negative item in {items}")
+        return [item * 10 for item in items]
+
+
+def test_callers_arriving_during_a_write_share_the_next_one() -> None:
+    store = GatedStore()
+    group: WriteGroup[int, int] = WriteGroup(store)
+    with ThreadPoolExecutor(8) as pool:
+        # Given a write in progress
+        first = pool.submit(group.submit, 1)
+        assert store.entered.wait(timeout=10)
+        # When seven more callers arrive meanwhile
+        others = [pool.submit(group.submit, n) for n in range(2, 9)]
+        wait_for(lambda: len(group._queued) == 7, timeout_s=10, what="the callers queued")
+        store.gate.set()
+        # Then each gets its own answer
+        assert first.result(timeout=10) == 10
+        assert [future.result(timeout=10) for future in others] == [n * 10 for n in range(2, 9)]
+    # And the seven were stored by one write
+    assert store.groups == [[1], [2, 3, 4, 5, 6, 7, 8]]
+    assert (group.writes, group.items) == (2, 8)
+
+
+def test_a_lone_caller_writes_at_once_and_alone() -> None:
+    store = GatedStore()
+    store.gate.set()
+    group: WriteGroup[int, int] = WriteGroup(store)
+    assert [group.submit(n) for n in (1, 2)] == [10, 20]
+    assert store.groups == [[1], [2]]
+
+
+def test_an_item_s_error_reaches_only_its_caller() -> None:
+    store = GatedStore()
+    group: WriteGroup[int, int] = WriteGroup(store)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(group.submit, 1)
+        assert store.entered.wait(timeout=10)
+        bad = pool.submit(group.submit, -1)
+        good = pool.submit(group.submit, 3)
+        wait_for(lambda: len(group._queued) == 2, timeout_s=10, what="the callers queued")
+        store.gate.set()
+        assert first.result(timeout=10) == 10
+        assert good.result(timeout=10) == 30
+        with pytest.raises(ValueError, match="negative"):
+            bad.result(timeout=10)
+    # the group failed as a whole, then each item was stored alone
+    assert store.groups == [[1], [-1, 3], [-1], [3]]

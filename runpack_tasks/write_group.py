@@ -4,9 +4,9 @@ A worker with a threads (or gevent) pool runs several jobs in one process, and e
 claim and completion is one committed statement. Here a caller hands its item to a
 ``WriteGroup``: if no write is running, the caller writes everything queued by then, its
 own item among them, with one call of ``store`` (a multi-row statement); otherwise it
-waits for the writer, which takes what queued meanwhile as its next group. Nothing waits
-on purpose: a lone caller (a prefork process runs one task at a time) writes its own item
-at once, alone.
+queues, and what queues during one write is the next group, written by the first caller
+in it. Nothing waits on purpose: a lone caller (a prefork process runs one task at a
+time) writes its own item at once, alone.
 
 ``store`` answers each item in order; a group whose write fails as a whole is stored again
 item by item (``store_each``), so an error reaches only the caller it belongs to.
@@ -45,19 +45,26 @@ def store_each(
 
 
 class _Waiting(Generic[Item, Result]):
-    """One caller's item, and its answer once written."""
+    """One caller's item, and its answer once written. ``done`` is set, for a caller that
+    waits, when its answer is in, or when it is its ``turn`` to write the next group."""
 
-    __slots__ = ("answer", "done", "item")
+    __slots__ = ("answer", "done", "item", "turn")
 
     def __init__(self, item: Item) -> None:
         self.item = item
-        self.done = threading.Event()
+        self.done: threading.Event | None = None
         self.answer: Result | Exception | None = None
+        self.turn = False
 
 
 class WriteGroup(Generic[Item, Result]):
     """Items of concurrent threads, stored in groups by ``store``; each caller gets its own
-    item's answer (or its exception, raised)."""
+    item's answer (or its exception, raised).
+
+    One write runs at a time. Its writer is a caller: the one that found no write running,
+    then, while callers keep coming, the first of those who queued during the write before,
+    so that no caller writes for the others for longer than one write.
+    """
 
     def __init__(self, store: Callable[[list[Item]], list[Result]]) -> None:
         self._store = store
@@ -78,38 +85,37 @@ class WriteGroup(Generic[Item, Result]):
         waiting: _Waiting[Item, Result] = _Waiting(item)
         with self._lock:
             self._queued.append(waiting)
-            writer = not self._writing
+            if self._writing:
+                waiting.done = threading.Event()
             self._writing = True
-        if writer:
-            self._drain()
-        waiting.done.wait()
+        if waiting.done is not None:
+            waiting.done.wait()
+        if waiting.done is None or waiting.turn:
+            self._write()  # the group this caller heads
         if isinstance(waiting.answer, Exception):
             raise waiting.answer
         return waiting.answer  # type: ignore[return-value]
 
-    def _drain(self) -> None:
-        """Write groups until nothing is queued (what queues while one is written goes in
-        the next)."""
-        while True:
+    def _write(self) -> None:
+        """Write the queued items (up to MAX_GROUP) as one group, answer them, and hand
+        the next write to the first caller queued meanwhile."""
+        with self._lock:
+            group, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
+        answers: list[Result | Exception] = [
+            RuntimeError("the group's write was interrupted")
+        ] * len(group)
+        try:
+            answers = store_each(self._store, [waiting.item for waiting in group])
+        finally:
             with self._lock:
-                group, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
-                if not group:
-                    self._writing = False
-                    return
-            try:
-                answers = store_each(self._store, [waiting.item for waiting in group])
-            except BaseException as exc:  # not an item's error: the write itself was stopped
-                answers = [RuntimeError(f"the group's write was interrupted: {exc!r}")] * len(group)
-                self._finish(group, answers)
-                with self._lock:
-                    self._writing = False
-                raise
-            self.writes += 1
-            self.items += len(group)
-            self._finish(group, answers)
-
-    @staticmethod
-    def _finish(group: list[_Waiting[Item, Result]], answers: list[Result | Exception]) -> None:
-        for waiting, answer in zip(group, answers, strict=True):
-            waiting.answer = answer
-            waiting.done.set()
+                self.writes += 1
+                self.items += len(group)
+                following = self._queued[0] if self._queued else None
+                self._writing = following is not None
+            for waiting, answer in zip(group, answers, strict=True):
+                waiting.answer = answer
+                if waiting.done is not None:
+                    waiting.done.set()
+            if following is not None and following.done is not None:
+                following.turn = True
+                following.done.set()

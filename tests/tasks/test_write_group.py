@@ -16,11 +16,13 @@ class GatedStore:
 
     def __init__(self) -> None:
         self.groups: list[list[int]] = []
+        self.writers: list[str] = []  # the thread of each write
         self.gate = threading.Event()
         self.entered = threading.Event()
 
     def __call__(self, items: list[int]) -> list[int]:
         self.groups.append(list(items))
+        self.writers.append(threading.current_thread().name)
         self.entered.set()
         self.gate.wait(timeout=10)
         if any(item < 0 for item in items):
@@ -71,3 +73,27 @@ def test_an_item_s_error_reaches_only_its_caller() -> None:
             bad.result(timeout=10)
     # the group failed as a whole, then each item was stored alone
     assert store.groups == [[1], [-1, 3], [-1], [3]]
+
+
+def test_the_next_group_is_written_by_its_first_caller_not_the_last_writer() -> None:
+    # Given a write in progress, and two callers queued meanwhile
+    store = GatedStore()
+    group: WriteGroup[int, int] = WriteGroup(store)
+    callers: dict[int, str] = {}
+
+    def submit(n: int) -> int:
+        callers[n] = threading.current_thread().name
+        return group.submit(n)
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(submit, 1)
+        assert store.entered.wait(timeout=10)
+        second = pool.submit(submit, 2)
+        wait_for(lambda: len(group._queued) == 1, timeout_s=10, what="the second caller")
+        third = pool.submit(submit, 3)
+        wait_for(lambda: len(group._queued) == 2, timeout_s=10, what="the third caller")
+        store.gate.set()
+        assert [f.result(timeout=10) for f in (first, second, third)] == [10, 20, 30]
+    # Then the first caller wrote the first group, and the second caller the second
+    assert store.groups == [[1], [2, 3]]
+    assert store.writers == [callers[1], callers[2]]

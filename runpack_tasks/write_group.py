@@ -1,6 +1,6 @@
 """Group commit for the threads of one process: concurrent callers share one write.
 
-A worker with a threads (or gevent) pool runs several jobs in one process, and each job's
+A worker with a threads pool runs several jobs in one process, and each job's
 claim and completion is one committed statement. Here a caller hands its item to a
 ``WriteGroup``: if no write is running, the caller writes everything queued by then, its
 own item among them, with one call of ``store`` (a multi-row statement); otherwise it

@@ -154,14 +154,17 @@ def insert_rows(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     conflict: str,
-) -> list[tuple[Any, ...]]:
+) -> list[Any]:
     """One multi-row ``INSERT INTO table (columns) ... ON CONFLICT (conflict) DO NOTHING
-    RETURNING *``: the rows this call created, whole.
+    RETURNING conflict``: the ``conflict`` values of the rows this call created (the caller
+    holds those rows already; reading them back whole cost a third of the write).
 
-    On PostgreSQL the rows go as one array per column (``SELECT * FROM unnest(...)``): one
-    statement whatever the count, whose text never changes (so psycopg prepares it), and
-    which PostgreSQL parses twice as fast as the same rows as ``VALUES`` parameters. On
-    SQLite they go as ``VALUES (...), (...)``, as many rows per statement as its
+    On PostgreSQL the rows go as one JSON array of arrays, taken apart by the server
+    (``jsonb_array_elements``, each value cast to its column's type): one statement and one
+    parameter whatever the count, whose text never changes (so psycopg prepares it), and
+    which costs the client one ``orjson`` call instead of psycopg's per-value dumping of
+    arrays. A dict or list is sent as its JSON text, as ``Statement`` sends it. On SQLite
+    the rows go as ``VALUES (...), (...)``, as many rows per statement as its
     bound-parameter limit allows. Each statement commits on its own.
     """
     if not rows:
@@ -171,20 +174,23 @@ def insert_rows(
         f"INSERT INTO {preparer.format_table(table)} "
         f"({', '.join(preparer.quote(name) for name in columns)}) "
     )
-    tail = f" ON CONFLICT ({preparer.quote(conflict)}) DO NOTHING RETURNING " + ", ".join(
-        preparer.quote(column.name) for column in table.c
+    tail = f" ON CONFLICT ({preparer.quote(conflict)}) DO NOTHING RETURNING " + preparer.quote(
+        conflict
     )
     if engine.dialect.name == "postgresql":
-        arrays = ", ".join(f"%s::{_type(engine, table.c[name])}[]" for name in columns)
-        sql = f"{head}SELECT * FROM unnest({arrays}){tail}"
-        args = [[_sent(value) for value in column] for column in zip(*rows, strict=True)]
-        return _returned(engine, table, sql, args)
+        values = ", ".join(
+            f"(item ->> {index})::{_type(engine, table.c[name])}"
+            for index, name in enumerate(columns)
+        )
+        sql = f"{head}SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS item{tail}"
+        document = orjson.dumps([[_sent(value) for value in row] for row in rows]).decode()
+        return [key for (key,) in _execute(engine, sql, [document])]
     values = "(" + ", ".join("?" for _ in columns) + ")"
-    created: list[tuple[Any, ...]] = []
+    created: list[Any] = []
     for chunk in _chunks(rows, _max_params(engine) // len(columns)):
         sql = head + "VALUES " + ", ".join([values] * len(chunk)) + tail
         args = [_sent(value) for row in chunk for value in row]
-        created.extend(_returned(engine, table, sql, args))
+        created.extend(key for (key,) in _execute(engine, sql, args))
     return created
 
 

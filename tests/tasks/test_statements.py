@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.jobstore.lifecycle import claim, complete, submit
 from runpack_tasks.jobstore.models import JOBS
-from runpack_tasks.jobstore.statements import Statement
+from runpack_tasks.jobstore.statements import Statement, insert_rows
 from tests.support import IN_CI, postgres_backend, unique_params, wait_for
 
 BY_TYPE = Statement(
@@ -33,6 +33,33 @@ def test_json_goes_in_and_comes_back_as_values(engine: Engine) -> None:
     claim(engine, job.id, "r")
     done = complete(engine, job.id, "r", output_data={"out": [params]}, console_output=None)
     assert done is not None and done.output_data == {"out": [params]}
+
+
+def test_insert_rows_returns_the_keys_of_the_rows_it_created(engine: Engine) -> None:
+    # Given a job that exists
+    existing = submit(engine, "keys", {"n": 0}).job
+    columns = (
+        "id",
+        "job_hash",
+        "job_type",
+        "input_params",
+        "status",
+        "created_at",
+        "updated_at",
+        "attempts",
+    )
+    rows = [
+        (f"keys-{n}", f"hash-{n}", "keys", {"n": n, "s": 'a "b" \\ é'}, "pending", n, n, 0)
+        for n in range(3)
+    ] + [("keys-x", existing.job_hash, "keys", {}, "pending", 0, 0, 0)]
+    # When rows are inserted beside one with its hash
+    created = insert_rows(engine, JOBS, columns, rows, conflict="job_hash")
+    # Then the keys of the new rows come back, and the rows hold what was sent
+    assert sorted(created) == ["hash-0", "hash-1", "hash-2"]
+    found = BY_TYPE.run(engine, {"job_type": "keys"})
+    assert sorted(found) == sorted(
+        [(existing.id, {"n": 0}), *((f"keys-{n}", {"n": n, "s": 'a "b" \\ é'}) for n in range(3))]
+    )
 
 
 def test_a_failing_statement_raises_and_leaves_the_pool_usable(engine: Engine) -> None:

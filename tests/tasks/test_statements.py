@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from runpack_tasks.jobstore.db import create_db_engine
+from runpack_tasks.jobstore.db import SQLITE_WAL_CHECKPOINT_PAGES, create_db_engine
 from runpack_tasks.jobstore.lifecycle import claim, complete, submit
 from runpack_tasks.jobstore.models import JOBS
 from runpack_tasks.jobstore.statements import Statement, insert_rows
@@ -81,6 +81,19 @@ def test_each_transition_commits_on_its_own(engine: Engine) -> None:
         assert status == "claimed"
     finally:
         fresh.dispose()
+
+
+def test_sqlite_connections_write_ahead_and_checkpoint_every_few_thousand_pages(
+    tmp_path: Path,
+) -> None:
+    sqlite = create_db_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    try:
+        with sqlite.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        assert pages == SQLITE_WAL_CHECKPOINT_PAGES > 1000
+    finally:
+        sqlite.dispose()
 
 
 @pytest.fixture

@@ -133,6 +133,23 @@ def _sent(value: Any) -> Any:
     return orjson.dumps(value).decode() if isinstance(value, dict | list) else value
 
 
+def _encoded(
+    table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> Sequence[Sequence[Any]]:
+    """``rows`` with the dicts and lists of their JSON columns as JSON text (only a JSON
+    column takes one, so the other values need no look)."""
+    json_at = [at for at, name in enumerate(columns) if isinstance(table.c[name].type, sa.JSON)]
+    if not json_at:
+        return rows
+    encoded = []
+    for row in rows:
+        values = list(row)
+        for at in json_at:
+            values[at] = _sent(values[at])
+        encoded.append(values)
+    return encoded
+
+
 def _returned(engine: Engine, table: sa.Table, sql: str, args: list[Any]) -> list[tuple[Any, ...]]:
     """Run ``sql`` (which returns every column of ``table``) and decode its JSON columns."""
     rows = _execute(engine, sql, args)
@@ -183,13 +200,14 @@ def insert_rows(
             for index, name in enumerate(columns)
         )
         sql = f"{head}SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS item{tail}"
-        document = orjson.dumps([[_sent(value) for value in row] for row in rows]).decode()
+        document = orjson.dumps(_encoded(table, columns, rows)).decode()
         return [key for (key,) in _execute(engine, sql, [document])]
     values = "(" + ", ".join("?" for _ in columns) + ")"
     created: list[Any] = []
-    for chunk in _chunks(rows, _max_params(engine) // len(columns)):
+    encoded = _encoded(table, columns, rows)
+    for chunk in _chunks(encoded, _max_params(engine) // len(columns)):
         sql = head + "VALUES " + ", ".join([values] * len(chunk)) + tail
-        args = [_sent(value) for row in chunk for value in row]
+        args = [value for row in chunk for value in row]
         created.extend(key for (key,) in _execute(engine, sql, args))
     return created
 

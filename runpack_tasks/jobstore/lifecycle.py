@@ -7,6 +7,7 @@ wins; the loser gets ``None`` (or ``False``) back, never an exception.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,16 +152,20 @@ _NEW_COLUMNS = (
     "attempts",
     "published_at",
 )
-#: Where each of a job row's fields is in a new job's inserted values (None: it starts NULL).
-_NEW_POSITIONS = tuple(
-    _NEW_COLUMNS.index(column.name) if column.name in _NEW_COLUMNS else None for column in JOBS.c
+#: A job row's fields picked from a new job's inserted values (of ``_NEW_COLUMNS``) with one
+#: NULL after them: the columns a new job is not given start NULL.
+_NEW_ROW = operator.itemgetter(
+    *(
+        _NEW_COLUMNS.index(column.name) if column.name in _NEW_COLUMNS else len(_NEW_COLUMNS)
+        for column in JOBS.c
+    )
 )
 
 
 def _new_job(values: tuple[Any, ...]) -> JobRow:
     """The whole row of a job just created with ``values`` (of ``_NEW_COLUMNS``), as the
     table holds it: the database gives no column a default of its own."""
-    return JobRow._make([None if at is None else values[at] for at in _NEW_POSITIONS])
+    return JobRow._make(_NEW_ROW((*values, None)))
 
 
 _RESUBMIT = _transition(

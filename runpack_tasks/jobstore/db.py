@@ -21,8 +21,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: is 1,000). A write of 1,000 jobs leaves about that many pages (each new hash lands on its
 #: own page of the unique index), so at the default every such write also copied them
 #: back and synced both files, and the next write dirtied mostly the same pages again: two
-#: thirds of a batch's time in the database. Every few writes, the copy is one of pages
-#: written several times over. The WAL stays under about 16 MB (4 KB pages).
+#: thirds of a batch's time in the database. The API process checkpoints from a thread of
+#: its own (``checkpoints.py``), so its writers reach this only if that thread falls behind;
+#: the other processes write little. The WAL stays under about 16 MB (4 KB pages).
 SQLITE_WAL_CHECKPOINT_PAGES = 4_000
 
 

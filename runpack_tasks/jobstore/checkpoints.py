@@ -33,6 +33,7 @@ class WalCheckpoints:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failing: str | None = None  # the error last logged, until a checkpoint succeeds
 
     @classmethod
     def for_engine(cls, engine: Engine) -> WalCheckpoints | None:
@@ -60,15 +61,18 @@ class WalCheckpoints:
         finally:
             connection.close()
 
-    @staticmethod
-    def checkpoint(connection: sqlite3.Connection) -> tuple[int, int, int] | None:
+    def checkpoint(self, connection: sqlite3.Connection) -> tuple[int, int, int] | None:
         """One ``PASSIVE`` checkpoint: (busy, frames in the log, frames checkpointed), or
-        None when it failed (logged; the next one tries again)."""
+        None when it failed (another process's checkpoint running, say): logged once until
+        one succeeds or the error changes; the next one tries again."""
         try:
             busy, logged, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
-            log.warning("WAL checkpoint failed (the next one tries again): %s", exc)
+            if str(exc) != self._failing:
+                log.warning("WAL checkpoint failed (tried every %g s): %s", self.interval_s, exc)
+                self._failing = str(exc)
             return None
+        self._failing = None
         return busy, logged, copied
 
     def close(self) -> None:

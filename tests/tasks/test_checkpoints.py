@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from runpack_tasks.jobstore.checkpoints import WalCheckpoints
@@ -51,7 +53,21 @@ def test_only_a_sqlite_file_gets_checkpoints(tmp_path: Path) -> None:
     assert found is not None and found.path == str(tmp_path / "a.db")
 
 
-def test_a_failed_checkpoint_is_reported_not_raised(tmp_path: Path) -> None:
+def test_a_failing_checkpoint_is_logged_once_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoints = WalCheckpoints(str(tmp_path / "b.db"))
     closed = sqlite3.connect(tmp_path / "b.db")
     closed.close()
-    assert WalCheckpoints.checkpoint(closed) is None
+    with caplog.at_level(logging.WARNING, logger="runpack_tasks.jobstore.checkpoints"):
+        assert [checkpoints.checkpoint(closed) for _ in range(3)] == [None, None, None]
+    assert len(caplog.records) == 1 and "WAL checkpoint failed" in caplog.text
+    # once one succeeds, the next failure is logged again
+    working = sqlite3.connect(tmp_path / "b.db")
+    try:
+        assert checkpoints.checkpoint(working) is not None
+    finally:
+        working.close()
+    with caplog.at_level(logging.WARNING, logger="runpack_tasks.jobstore.checkpoints"):
+        checkpoints.checkpoint(closed)
+    assert len(caplog.records) == 2

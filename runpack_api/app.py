@@ -34,6 +34,8 @@ def create_app(settings: RunpackSettings) -> FastAPI:
         gc.freeze()
         runtime.pending.start(runtime.engine)
         runtime.runners.start()
+        if runtime.wal_checkpoints is not None:
+            runtime.wal_checkpoints.start()
         yield
         runtime.close()
 

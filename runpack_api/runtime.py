@@ -19,6 +19,7 @@ from runpack_api.result_cache import ResultCache
 from runpack_api.seen_runners import SeenRunners
 from runpack_api.validity import Validity
 from runpack_tasks.celery_app import make_celery
+from runpack_tasks.jobstore.checkpoints import WalCheckpoints
 from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.publisher import Publisher
 from runpack_tasks.settings import RunpackSettings
@@ -72,6 +73,8 @@ class Runtime:
     runners: SeenRunners
     #: The single submits' group commit (operations.py makes it on first use).
     submit_group: GroupCommit[Any, Any] | None = None
+    #: Checkpoints of a SQLite database's log, off the writers' path (None on PostgreSQL).
+    wal_checkpoints: WalCheckpoints | None = None
 
     @classmethod
     def start(cls, settings: RunpackSettings) -> Runtime:
@@ -94,12 +97,15 @@ class Runtime:
             counts=counts,
             long_polls=LongPolls(settings.max_long_polls),
             runners=SeenRunners(engine),
+            wal_checkpoints=WalCheckpoints.for_engine(engine),
         )
 
     def close(self) -> None:
         """Send the messages still queued, then release the database connections."""
         self.pending.close()
         self.runners.close()
+        if self.wal_checkpoints is not None:
+            self.wal_checkpoints.close()
         self.publisher.close()
         self.validity.close()
         self.engine.dispose()

@@ -44,21 +44,42 @@ def _normalized_number(value: int | float) -> int | float:
     raise _NeedsReferenceEncoder
 
 
+#: Values orjson always encodes as JCS does (an int only within the safe range).
+_PLAIN_KINDS = (str, bool, type(None))
+
+
 def _normalized(value: Any) -> Any:
-    """``value`` with integral floats as ints, if orjson will then encode it as JCS does."""
+    """``value`` with integral floats as ints, if orjson will then encode it as JCS does.
+
+    A container that needs no change is returned itself, not copied (most parameters are
+    strings and small integers: hashing a batch of a thousand jobs copied each)."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return value
     if kind is int or kind is float:
         return _normalized_number(value)
     if kind is dict:
-        for key in value:
-            if type(key) is not str or (not key.isascii() and max(key) >= _FIRST_UNSAFE_KEY_CHAR):
-                raise _NeedsReferenceEncoder
-        return {key: _normalized(item) for key, item in value.items()}
+        return _normalized_object(value)
     if kind is list:
-        return [_normalized(item) for item in value]
+        items = [_normalized(item) for item in value]
+        return value if all(new is old for new, old in zip(items, value, strict=True)) else items
     raise _NeedsReferenceEncoder
+
+
+def _normalized_object(value: dict[Any, Any]) -> dict[str, Any]:
+    for key in value:
+        if type(key) is not str or (not key.isascii() and max(key) >= _FIRST_UNSAFE_KEY_CHAR):
+            raise _NeedsReferenceEncoder
+    changed: dict[str, Any] | None = None
+    for key, item in value.items():
+        if type(item) in _PLAIN_KINDS:
+            continue
+        normalized = _normalized(item)
+        if normalized is not item:
+            if changed is None:
+                changed = dict(value)
+            changed[key] = normalized
+    return value if changed is None else changed
 
 
 def canonical_json(value: Any) -> bytes:

@@ -7,7 +7,7 @@ wins; the loser gets ``None`` (or ``False``) back, never an exception.
 
 from __future__ import annotations
 
-import uuid
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ from runpack_tasks.jobstore.models import (
     JobRow,
     JobStatus,
     now_ms,
+    time_ordered_ids,
 )
 from runpack_tasks.jobstore.statements import Statement, insert_rows
 
@@ -162,6 +163,20 @@ _NEW_COLUMNS = (
     "attempts",
     "published_at",
 )
+#: A job row's fields picked from a new job's inserted values (of ``_NEW_COLUMNS``) with one
+#: NULL after them: the columns a new job is not given start NULL.
+_NEW_ROW = operator.itemgetter(
+    *(
+        _NEW_COLUMNS.index(column.name) if column.name in _NEW_COLUMNS else len(_NEW_COLUMNS)
+        for column in JOBS.c
+    )
+)
+
+
+def _new_job(values: tuple[Any, ...]) -> JobRow:
+    """The whole row of a job just created with ``values`` (of ``_NEW_COLUMNS``), as the
+    table holds it: the database gives no column a default of its own."""
+    return JobRow._make(_NEW_ROW((*values, None)))
 
 
 _RESUBMIT = _transition(
@@ -379,9 +394,10 @@ def _submit_once(
     hashes in the same order, and never deadlock (PostgreSQL's unique index locks each
     hash a write inserts until it commits)."""
     now = now_ms()
+    ordered = sorted(submissions, key=lambda submission: submission.digest)
     rows = [
         (
-            str(uuid.uuid4()),
+            job_id,
             submission.digest,
             submission.job_type,
             submission.input_params,
@@ -391,11 +407,13 @@ def _submit_once(
             0,
             now if submission.publishing else None,
         )
-        for submission in sorted(submissions, key=lambda submission: submission.digest)
+        for job_id, submission in zip(time_ordered_ids(len(ordered), now), ordered, strict=True)
     ]
-    for row in insert_rows(engine, JOBS, _NEW_COLUMNS, rows, conflict="job_hash"):
-        created = JobRow._make(row)
-        settled[created.job_hash] = SubmitOutcome(created, created=True, requeued=False)
+    created = set(insert_rows(engine, JOBS, _NEW_COLUMNS, rows, conflict="job_hash"))
+    for row, submission in zip(rows, ordered, strict=True):
+        if submission.digest in created:
+            job = _new_job(row)
+            settled[submission.digest] = SubmitOutcome(job, created=True, requeued=False)
     existed = [s for s in submissions if s.digest not in settled]
     found = queries.jobs_by_hashes(engine, [s.digest for s in existed]) if existed else {}
     vanished = []

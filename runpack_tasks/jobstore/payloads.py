@@ -47,6 +47,29 @@ def _scan(value: Any) -> tuple[int, str | None]:
     return deepest, unstorable
 
 
+def _storable_scalar(item: Any) -> bool:
+    """Whether ``item`` is a string, number, boolean or null that ``_scan`` finds nothing
+    wrong with (False also for anything else)."""
+    kind = type(item)
+    if kind is str:
+        return "\x00" not in item
+    if kind is int:
+        return bool(-MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER)
+    if kind is float:
+        return not (abs(item) > MAX_SAFE_INTEGER and item.is_integer())
+    return kind is bool or item is None
+
+
+def _flat_and_storable(value: Any) -> bool:
+    """Whether ``value`` is an object whose keys and values are all storable scalars: what
+    ``_scan`` answers ``(1, None)`` for, told without building its stack (most parameters
+    are such an object; a batch checks a thousand). False says nothing: scan it."""
+    return type(value) is dict and all(
+        type(key) is str and "\x00" not in key and _storable_scalar(item)
+        for key, item in value.items()
+    )
+
+
 def json_depth(value: Any) -> int:
     """How deeply ``value`` nests objects and arrays (a scalar is depth 0)."""
     return _scan(value)[0]
@@ -56,7 +79,7 @@ def check_json(name: str, value: Any, max_bytes: int) -> None:
     """Refuse ``value`` if it nests too deeply, holds a NUL character (PostgreSQL cannot
     store one, so no backend does) or an integer beyond JSON's safe range (400), or
     encodes to over ``max_bytes`` (413)."""
-    depth, unstorable = _scan(value)
+    depth, unstorable = (1, None) if _flat_and_storable(value) else _scan(value)
     if depth > MAX_JSON_DEPTH:
         raise InvalidRequest(f"{name} nests deeper than {MAX_JSON_DEPTH} levels")
     if unstorable is not None:

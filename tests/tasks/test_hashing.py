@@ -100,4 +100,6 @@ json_values = st.recursive(
 @given(st.dictionaries(st.text(), json_values, max_size=6))
 def test_fast_path_is_byte_identical_to_rfc8785(params: dict[str, Any]) -> None:
     document = {"job_type": "t", "input_params": params}
+    before = repr(document)
     assert canonical_json(document) == rfc8785.dumps(document)
+    assert repr(document) == before  # the parameters hashed are left as they were

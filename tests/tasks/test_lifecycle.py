@@ -351,6 +351,38 @@ def test_submit_many_splits_statements_at_the_parameter_limit(
     assert [o.job.input_params for o in outcomes] == [s.input_params for s in batch]
 
 
+def test_a_created_job_is_answered_as_the_table_holds_it(engine: Engine) -> None:
+    # Given parameters whose JSON is awkward to carry (quotes, escapes, unicode, floats,
+    # large integers, nesting)
+    odd = [
+        {"q": 'say "hi"\\n', "u": "é ☃ 𝄞", "f": [0.1, 1e-7, -2.5e300, 3.0], "n": 2**53 - 1},
+        {"nested": {"a": [{"b": None, "c": True}]}, "empty": {}, "list": []},
+        unique_params(),
+    ]
+    batch = [lifecycle.Submission("odd", p, job_hash("odd", p), n == 0) for n, p in enumerate(odd)]
+    # When they are created
+    outcomes = lifecycle.submit_many(engine, batch)
+    # Then each answer is the very row a read of the table returns, field for field
+    assert all(o.created for o in outcomes)
+    for outcome in outcomes:
+        assert outcome.job == queries.job_by_id(engine, outcome.job.id)
+    assert outcomes[0].job.published_at is not None and outcomes[1].job.published_at is None
+
+
+def test_new_job_ids_are_uuids_that_sort_by_creation_time(engine: Engine) -> None:
+    # Given jobs created one at a time and in a batch
+    jobs = [submit(engine, "ids", unique_params()).job]
+    jobs += [o.job for o in lifecycle.submit_many(engine, submissions(200, "ids"))]
+    jobs.append(submit(engine, "ids", unique_params()).job)
+    # Then each id is a distinct version-7 UUID in canonical text ...
+    parsed = [uuid.UUID(job.id) for job in jobs]
+    assert [str(u) for u in parsed] == [job.id for job in jobs]
+    assert {u.version for u in parsed} == {7} and {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert len(set(parsed)) == len(jobs)
+    # ... that starts with its creation time, so ids sort as the jobs were created
+    assert [int(u.hex[:12], 16) for u in parsed] == [job.created_at for job in jobs]
+
+
 def test_overlapping_concurrent_batches_create_each_job_once(engine: Engine) -> None:
     shared, own_a, own_b = submissions(100), submissions(100), submissions(100)
     start = Barrier(2)

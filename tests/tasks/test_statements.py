@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from runpack_tasks.jobstore.db import create_db_engine
+from runpack_tasks.jobstore.db import SQLITE_WAL_CHECKPOINT_PAGES, create_db_engine
 from runpack_tasks.jobstore.lifecycle import claim, complete, submit
 from runpack_tasks.jobstore.models import JOBS
-from runpack_tasks.jobstore.statements import Statement
+from runpack_tasks.jobstore.statements import Statement, insert_rows
 from tests.support import IN_CI, postgres_backend, unique_params, wait_for
 
 BY_TYPE = Statement(
@@ -35,6 +35,33 @@ def test_json_goes_in_and_comes_back_as_values(engine: Engine) -> None:
     assert done is not None and done.output_data == {"out": [params]}
 
 
+def test_insert_rows_returns_the_keys_of_the_rows_it_created(engine: Engine) -> None:
+    # Given a job that exists
+    existing = submit(engine, "keys", {"n": 0}).job
+    columns = (
+        "id",
+        "job_hash",
+        "job_type",
+        "input_params",
+        "status",
+        "created_at",
+        "updated_at",
+        "attempts",
+    )
+    rows = [
+        (f"keys-{n}", f"hash-{n}", "keys", {"n": n, "s": 'a "b" \\ é'}, "pending", n, n, 0)
+        for n in range(3)
+    ] + [("keys-x", existing.job_hash, "keys", {}, "pending", 0, 0, 0)]
+    # When rows are inserted beside one with its hash
+    created = insert_rows(engine, JOBS, columns, rows, conflict="job_hash")
+    # Then the keys of the new rows come back, and the rows hold what was sent
+    assert sorted(created) == ["hash-0", "hash-1", "hash-2"]
+    found = BY_TYPE.run(engine, {"job_type": "keys"})
+    assert sorted(found) == sorted(
+        [(existing.id, {"n": 0}), *((f"keys-{n}", {"n": n, "s": 'a "b" \\ é'}) for n in range(3))]
+    )
+
+
 def test_a_failing_statement_raises_and_leaves_the_pool_usable(engine: Engine) -> None:
     broken = Statement(lambda _dialect: sa.text("SELECT * FROM no_such_table"))
     with pytest.raises(Exception, match="no_such_table"):
@@ -54,6 +81,19 @@ def test_each_transition_commits_on_its_own(engine: Engine) -> None:
         assert status == "claimed"
     finally:
         fresh.dispose()
+
+
+def test_sqlite_connections_write_ahead_and_checkpoint_every_few_thousand_pages(
+    tmp_path: Path,
+) -> None:
+    sqlite = create_db_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    try:
+        with sqlite.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        assert pages == SQLITE_WAL_CHECKPOINT_PAGES > 1000
+    finally:
+        sqlite.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@ type, through a real Redis and a real PostgreSQL."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -69,3 +71,27 @@ def test_what_piles_up_while_sending_goes_as_one_merged_batch(
     wait_for(lambda: len(heard) >= 3, timeout_s=10, what="the wake-ups")
     sender.close()
     assert heard == [("alpha", 1), ("alpha", 199), ("beta", 2)]
+
+
+def test_the_redis_sender_sends_again_on_a_new_connection_after_losing_its_own(
+    bus: tuple[Wakeups, Wakeups],
+) -> None:
+    sender, listener = bus
+    if not isinstance(sender, RedisWakeups):
+        pytest.skip("the sender's own connection is Redis's")
+    heard: list[tuple[str | None, int]] = []
+    listener.listen(lambda job_type, count: heard.append((job_type, count)))
+    wait_for(lambda: (None, 0) in heard, timeout_s=10, what="the listener to subscribe")
+    sender.publish("first", 1)
+    wait_for(lambda: ("first", 1) in heard, timeout_s=10, what="the first wake-up")
+    # Given the sender's connection broken under it (as a Redis restart would)
+    sender._sending._sock.shutdown(socket.SHUT_RDWR)
+    # When it publishes again, until a wake-up gets through
+    deadline = time.monotonic() + 10
+    while ("again", 1) not in heard:
+        assert time.monotonic() < deadline, f"no wake-up got through: {heard}"
+        sender.publish("again", 1)
+        wait_for(lambda: not sender._outbox.qsize(), timeout_s=10, what="the send")
+        time.sleep(0.05)
+    # Then the failed send cost at most that one message: later ones arrive
+    assert heard.count(("again", 1)) >= 1

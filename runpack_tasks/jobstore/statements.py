@@ -16,6 +16,7 @@ an error and the other stale connections are never used.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import weakref
@@ -26,6 +27,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ClauseElement
 
 #: PostgreSQL's errors for a session the server ended (an administrator's or a crash's
@@ -148,6 +150,33 @@ def _type(engine: Engine, column: sa.Column[Any]) -> str:
     return str(column.type.compile(engine.dialect))
 
 
+@functools.lru_cache(maxsize=32)
+def _insert_sql(
+    dialect: Dialect, table: sa.Table, columns: tuple[str, ...], conflict: str
+) -> tuple[str, str, str | None]:
+    """The text of ``insert_rows``'s statement, made once (about 30 us a statement): its
+    head (up to the rows) and tail (from ON CONFLICT), and on PostgreSQL the whole of it."""
+    preparer = dialect.identifier_preparer
+    head = (
+        f"INSERT INTO {preparer.format_table(table)} "
+        f"({', '.join(preparer.quote(name) for name in columns)}) "
+    )
+    tail = f" ON CONFLICT ({preparer.quote(conflict)}) DO NOTHING RETURNING " + ", ".join(
+        preparer.quote(column.name) for column in table.c
+    )
+    if dialect.name != "postgresql":
+        return head, tail, None
+    names = ", ".join(preparer.quote(name) for name in columns)
+    record = ", ".join(
+        f"{preparer.quote(name)} {table.c[name].type.compile(dialect)}" for name in columns
+    )
+    return (
+        head,
+        tail,
+        f"{head}SELECT {names} FROM json_to_recordset(%s::json) AS given({record}){tail}",
+    )
+
+
 def insert_rows(
     engine: Engine,
     table: sa.Table,
@@ -168,22 +197,10 @@ def insert_rows(
     """
     if not rows:
         return []
-    preparer = engine.dialect.identifier_preparer
-    head = (
-        f"INSERT INTO {preparer.format_table(table)} "
-        f"({', '.join(preparer.quote(name) for name in columns)}) "
-    )
-    tail = f" ON CONFLICT ({preparer.quote(conflict)}) DO NOTHING RETURNING " + ", ".join(
-        preparer.quote(column.name) for column in table.c
-    )
-    if engine.dialect.name == "postgresql":
-        names = ", ".join(preparer.quote(name) for name in columns)
-        record = ", ".join(
-            f"{preparer.quote(name)} {_type(engine, table.c[name])}" for name in columns
-        )
-        sql = f"{head}SELECT {names} FROM json_to_recordset(%s::json) AS given({record}){tail}"
+    head, tail, postgres_sql = _insert_sql(engine.dialect, table, tuple(columns), conflict)
+    if postgres_sql is not None:
         document = orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows])
-        return _returned(engine, table, sql, [document.decode()])
+        return _returned(engine, table, postgres_sql, [document.decode()])
     values = "(" + ", ".join("?" for _ in columns) + ")"
     created: list[tuple[Any, ...]] = []
     for chunk in _chunks(rows, _max_params(engine) // len(columns)):

@@ -193,6 +193,8 @@ async def _judged(
             for index, item in enumerate(judged)
             if item.done.outcome.job.status == JobStatus.COMPLETED
         ]
+        if not completed:  # a new or pending job has nothing to judge (gather costs 4 us)
+            return judged
         verdicts = await asyncio.gather(
             *(judge(runtime, judged[index].done.outcome.job) for index in completed)
         )

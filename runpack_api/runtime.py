@@ -102,6 +102,8 @@ class Runtime:
 
     def close(self) -> None:
         """Send the messages still queued, then release the database connections."""
+        if self.submit_group is not None:
+            self.submit_group.close()
         self.pending.close()
         self.runners.close()
         if self.wal_checkpoints is not None:

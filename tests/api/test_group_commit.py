@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,3 +131,71 @@ def test_a_submit_right_after_a_group_finished_is_still_written() -> None:
 
     assert asyncio.run(one_after_another()) == [0, 10, 20, 30, 40]
     assert written == [[0], [1], [2], [3], [4]]
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (on the event loop) until ``condition`` holds; fail after 10 s."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+def test_writes_run_in_at_most_max_writers_threads_which_close_stops() -> None:
+    # Given a store that holds every write at a gate, counting the writes running at once
+    running, most, lock, gate = 0, 0, threading.Lock(), threading.Event()
+
+    def store(items: list[int]) -> list[int]:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        gate.wait(10)
+        with lock:
+            running -= 1
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(store, max_writers=2)
+    before = set(threading.enumerate())
+
+    async def many() -> list[int]:
+        # When one submit is being written, then ten more, then 189 while both writes hold
+        first = asyncio.ensure_future(group.submit(0))
+        await _until(lambda: running == 1, "the first write")
+        second = [asyncio.ensure_future(group.submit(n)) for n in range(1, 11)]
+        await _until(lambda: running == 2, "the second write")
+        rest = [asyncio.ensure_future(group.submit(n)) for n in range(11, 200)]
+        await asyncio.sleep(0.05)  # a third writer, if any, would have started by now
+        gate.set()
+        return list(await asyncio.gather(first, *second, *rest))
+
+    assert asyncio.run(many()) == list(range(200))
+    threads = [t for t in set(threading.enumerate()) - before if t.name == "runpack-group-commit"]
+    group.close()
+    # Then two writes ran at once, never more, in two threads, which closing stopped
+    assert most == 2
+    assert len(threads) == 2
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def test_a_cancelled_submit_leaves_the_others_answered() -> None:
+    gate = threading.Event()
+
+    def store(items: list[int]) -> list[int]:
+        gate.wait(10)
+        return [item + 1 for item in items]
+
+    group: GroupCommit[int, int] = GroupCommit(store)
+
+    async def one_cancelled() -> list[int]:
+        first = asyncio.ensure_future(group.submit(1))
+        queued = [asyncio.ensure_future(group.submit(n)) for n in (2, 3, 4)]
+        await asyncio.sleep(0)  # every submit is queued
+        queued[1].cancel()
+        gate.set()
+        return [await first, await queued[0], await queued[2]]
+
+    try:
+        assert asyncio.run(one_cancelled()) == [2, 3, 5]
+    finally:
+        group.close()

@@ -9,8 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from runpack_tasks.jobstore import queries
 from runpack_tasks.jobstore.db import SQLITE_WAL_CHECKPOINT_PAGES, create_db_engine
-from runpack_tasks.jobstore.lifecycle import claim, complete, submit
+from runpack_tasks.jobstore.hashing import job_hash
+from runpack_tasks.jobstore.lifecycle import Submission, claim, complete, submit, submit_many
 from runpack_tasks.jobstore.models import JOBS
 from runpack_tasks.jobstore.statements import Statement, insert_rows
 from tests.support import IN_CI, postgres_backend, unique_params, wait_for
@@ -60,6 +62,34 @@ def test_insert_rows_returns_the_keys_of_the_rows_it_created(engine: Engine) -> 
     assert sorted(found) == sorted(
         [(existing.id, {"n": 0}), *((f"keys-{n}", {"n": n, "s": 'a "b" \\ é'}) for n in range(3))]
     )
+
+
+def test_a_multi_row_insert_stores_every_value_as_given(engine: Engine) -> None:
+    # Given jobs whose text and parameters need quoting or escaping in any encoding
+    awkward = ['quote " and \\ backslash', "comma, {brace} 'apostrophe'", "é ☃ 𝄞", "NULL", ""]
+    params = [
+        {"text": text, "n": index, "big": 2**53 - 1, "float": 0.1, "list": [None, text, {}]}
+        for index, text in enumerate(awkward)
+    ]
+    job_types = [f"type {text}"[:128] for text in awkward]
+    submissions = [
+        Submission(job_type, given, job_hash(job_type, given), publishing=index % 2 == 0)
+        for index, (job_type, given) in enumerate(zip(job_types, params, strict=True))
+    ]
+    # When they are submitted in one write
+    outcomes = submit_many(engine, submissions)
+    # Then each row holds exactly its own values, as returned and as read back
+    for outcome, submission in zip(outcomes, submissions, strict=True):
+        assert outcome.created
+        for job in (outcome.job, queries.job_by_id(engine, outcome.job.id)):
+            assert job is not None
+            assert (job.job_type, job.input_params, job.job_hash) == (
+                submission.job_type,
+                submission.input_params,
+                submission.digest,
+            )
+            assert (job.published_at is not None) == submission.publishing
+            assert job.status == "pending" and job.attempts == 0 and job.claimed_by is None
 
 
 def test_a_failing_statement_raises_and_leaves_the_pool_usable(engine: Engine) -> None:

@@ -3,7 +3,9 @@ type, through a real Redis and a real PostgreSQL."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -80,3 +82,31 @@ def test_what_piles_up_while_sending_goes_as_one_merged_batch(
     wait_for(lambda: len(heard) >= 3, timeout_s=10, what="the wake-ups")
     sender.close()
     assert heard == [(alpha, 1), (alpha, 199), (beta, 2)]
+
+
+def test_the_redis_sender_sends_again_on_a_new_connection_after_losing_its_own() -> None:
+    found = postgres_backend()
+    if found is None or found.redis_url is None:
+        pytest.skip("RUNPACK_TEST_DATABASE_URL and RUNPACK_TEST_REDIS_URL are not set")
+    sender, listener = RedisWakeups(found.redis_url), RedisWakeups(found.redis_url)
+    first, again = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("first", "again"))
+    heard: list[tuple[str | None, int]] = []
+    try:
+        listener.listen(lambda job_type, count: heard.append((job_type, count)))
+        wait_for(lambda: (None, 0) in heard, timeout_s=10, what="the listener to subscribe")
+        sender.publish(first, 1)
+        wait_for(lambda: (first, 1) in heard, timeout_s=10, what="the first wake-up")
+        # Given the sender's connection broken under it (as a Redis restart would)
+        sender._sending._sock.shutdown(socket.SHUT_RDWR)
+        # When it publishes again, until a wake-up gets through
+        deadline = time.monotonic() + 10
+        while (again, 1) not in heard:
+            assert time.monotonic() < deadline, f"no wake-up got through: {heard}"
+            sender.publish(again, 1)
+            wait_for(lambda: not sender._outbox.qsize(), timeout_s=10, what="the send")
+            time.sleep(0.05)
+        # Then the failed send cost at most that one message: later ones arrive
+        assert heard.count((again, 1)) >= 1
+    finally:
+        sender.close()
+        listener.close()

@@ -29,7 +29,9 @@ from tests.support import (
     wait_for,
 )
 
-OUTAGE_S = 6
+#: Longer than what is left of the job when the API goes down, short enough that the
+#: runner's backoff (0.5 s, doubling) has not grown to many seconds when it is back.
+OUTAGE_S = 3
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +71,7 @@ def test_an_api_outage_mid_job_loses_nothing_and_runs_once(
     plugin_dir: Path,
     tmp_path: Path,
 ) -> None:
-    # Given a runner in the middle of a 4 s job, with a heartbeat timeout longer than the outage
+    # Given a runner in the middle of a 2 s job, with a heartbeat timeout longer than the outage
     with running_cluster(
         backend,
         database_url,
@@ -89,10 +91,10 @@ def test_an_api_outage_mid_job_loses_nothing_and_runs_once(
             wait_for(lambda: database_answers(own_url), timeout_s=60, what="the runners' API")
             cluster.start_runner("tally", tmp_path / "runner.json", url=own_url)
             log = tmp_path / "tally.log"
-            job_id = cluster.submit("tally", {"log": str(log), "seconds": 4}).json()["job_id"]
+            job_id = cluster.submit("tally", {"log": str(log), "seconds": 2}).json()["job_id"]
             cluster.wait_for_status(job_id, "in_progress")
 
-            # When that API is down for 6 s (the job finishes meanwhile)
+            # When that API is down for 3 s (the job finishes meanwhile)
             api.send_signal(signal.SIGKILL)
             api.wait()
             outage_ends = time.monotonic() + OUTAGE_S

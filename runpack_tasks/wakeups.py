@@ -141,6 +141,10 @@ class RedisWakeups(Wakeups):
         import redis
 
         self._client = redis.Redis.from_url(url, socket_keepalive=True)
+        #: Pub/sub spans a Redis server's databases: the channel names the database, so
+        #: deployments sharing a server on databases of their own do not hear each other.
+        database = self._client.connection_pool.connection_kwargs.get("db", 0)
+        self.channel = f"{CHANNEL}:{database}"
         #: The sender thread's own connection, made at its first send. Commands written
         #: and replies read on it directly cost about 12 us of CPU a PUBLISH; through a
         #: client pipeline, 40 to 70.
@@ -152,7 +156,7 @@ class RedisWakeups(Wakeups):
         connection = self._sending
         try:  # connects first if it is not (yet, or any more) connected
             connection.send_packed_command(
-                connection.pack_commands([("PUBLISH", CHANNEL, message) for message in messages])
+                connection.pack_commands([("PUBLISH", self.channel, m) for m in messages])
             )
             for _ in messages:
                 connection.read_response()
@@ -187,7 +191,7 @@ class RedisWakeups(Wakeups):
         with no peer reads)."""
         import redis
 
-        connection.send_command("SUBSCRIBE", CHANNEL)
+        connection.send_command("SUBSCRIBE", self.channel)
         subscribed = False
         while not self._closed.is_set():
             try:  # a pub/sub message comes as a push (RESP3) or an array (RESP2) reply

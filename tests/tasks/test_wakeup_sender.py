@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -47,8 +48,8 @@ def test_what_piles_up_while_sending_goes_as_one_merged_batch(
     bus: tuple[Wakeups, Wakeups],
 ) -> None:
     sender, listener = bus
-    # (Redis pub/sub spans the server's databases: other processes' wake-ups may be heard
-    # too, so this test's types are its own and only they are counted)
+    # (another process on the same bus may send wake-ups meanwhile: this test's types are
+    # its own, and only they are counted)
     alpha, beta = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("alpha", "beta"))
     heard: list[tuple[str | None, int]] = []
     subscribed = threading.Event()
@@ -110,3 +111,40 @@ def test_the_redis_sender_sends_again_on_a_new_connection_after_losing_its_own()
     finally:
         sender.close()
         listener.close()
+
+
+def test_redis_wake_ups_stay_within_their_database() -> None:
+    found = postgres_backend()
+    if found is None or found.redis_url is None:
+        pytest.skip("RUNPACK_TEST_DATABASE_URL and RUNPACK_TEST_REDIS_URL are not set")
+    # Given two deployments on two databases of one Redis server (pub/sub writes no key),
+    # each with a sending and a listening process (a process skips its own wake-ups)
+    parts = urlsplit(found.redis_url)
+    other_url = urlunsplit(parts._replace(path=f"/{int(parts.path.strip('/') or 0) + 8}"))
+    urls = {"ours": found.redis_url, "theirs": other_url}
+    senders = {name: RedisWakeups(url) for name, url in urls.items()}
+    listeners = {name: RedisWakeups(url) for name, url in urls.items()}
+    types = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in urls}
+    heard: dict[str, list[str | None]] = {name: [] for name in urls}
+    try:
+        for name, listener in listeners.items():
+            listener.listen(lambda t, _n, name=name: heard[name].append(t))  # type: ignore[misc]
+        wait_for(
+            lambda: all(None in kinds for kinds in heard.values()),
+            timeout_s=10,
+            what="both listeners to subscribe",
+        )
+        # When one deployment announces a job, and then the other
+        for name in ("ours", "theirs"):
+            senders[name].publish(types[name], 1)
+            wait_for(
+                lambda name=name: types[name] in heard[name],  # type: ignore[misc]
+                timeout_s=10,
+                what=f"{name} wake-up",
+            )
+        # Then each heard only its own
+        assert types["ours"] not in heard["theirs"]
+        assert types["theirs"] not in heard["ours"]
+    finally:
+        for bus in (*senders.values(), *listeners.values()):
+            bus.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections import namedtuple
 from enum import StrEnum
@@ -10,16 +9,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
+from uuid_utils import uuid7
 
 
 def now_ms() -> int:
     """The current time in integer epoch milliseconds, the unit of every timestamp."""
     return time.time_ns() // 1_000_000
-
-
-#: Random bits of a time-ordered id (RFC 9562's UUIDv7: 12 in ``rand_a``, 62 in ``rand_b``).
-_ID_RANDOM_BITS = 74
-_ID_RANDOM_BYTES = 10
 
 
 def time_ordered_ids(count: int, created_at_ms: int) -> list[str]:
@@ -28,15 +23,8 @@ def time_ordered_ids(count: int, created_at_ms: int) -> list[str]:
     index takes them near its right edge, so a batch's rows touch a few index pages
     instead of one random page each (random ids made every write of 1,000 jobs rewrite
     about a thousand pages of the primary key)."""
-    random = os.urandom(_ID_RANDOM_BYTES * count)
-    prefix = (created_at_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76
-    ids = []
-    for start in range(0, len(random), _ID_RANDOM_BYTES):
-        bits = int.from_bytes(random[start : start + _ID_RANDOM_BYTES]) >> 6
-        value = prefix | (bits >> 62) << 64 | 0b10 << 62 | bits & 0x3FFF_FFFF_FFFF_FFFF
-        text = f"{value:032x}"
-        ids.append(f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}")
-    return ids
+    nanoseconds = created_at_ms * 1_000_000
+    return [str(uuid7(nanoseconds=nanoseconds)) for _ in range(count)]
 
 
 class JobStatus(StrEnum):

@@ -178,11 +178,10 @@ def _insert_sql(
         f"INSERT INTO {preparer.format_table(table)} "
         f"({', '.join(preparer.quote(name) for name in columns)}) "
     )
-    tail = f" ON CONFLICT ({preparer.quote(conflict)}) DO NOTHING RETURNING " + preparer.quote(
-        conflict
-    )
+    tail = f" ON CONFLICT ({preparer.quote(conflict)}) DO NOTHING"
     if dialect.name != "postgresql":
         return head, tail, None
+    tail += " RETURNING " + preparer.quote(conflict)
     names = ", ".join(preparer.quote(name) for name in columns)
     record = ", ".join(
         f"{preparer.quote(name)} {table.c[name].type.compile(dialect)}" for name in columns
@@ -201,17 +200,26 @@ def insert_rows(
     rows: Sequence[Sequence[Any]],
     conflict: str,
 ) -> list[Any]:
-    """One multi-row ``INSERT INTO table (columns) ... ON CONFLICT (conflict) DO NOTHING
-    RETURNING conflict``: the ``conflict`` values of the rows this call created (the caller
-    holds those rows already; reading them back whole cost a third of the write).
+    """One multi-row ``INSERT INTO table (columns) ... ON CONFLICT (conflict) DO NOTHING``:
+    returns the ``conflict`` values of the rows this call created (the caller holds those
+    rows already; reading them back whole cost a third of the write).
 
     On PostgreSQL the rows go as one JSON array of objects, one parameter read by
     ``json_to_recordset``: one statement whatever the count, whose text never changes (so
     psycopg prepares it), and which PostgreSQL parses twice as fast as the same rows as
-    ``VALUES`` parameters. One orjson call encodes them: sent as one array per column
-    (``unnest``), psycopg's array dumping took 38 us of CPU a row, this 16. On SQLite they
-    go as ``VALUES (...), (...)``, as many rows per statement as its bound-parameter limit
-    allows, a dict or list as its JSON text. Each statement commits on its own.
+    ``VALUES`` parameters; ``RETURNING conflict`` names the created rows. One orjson call
+    encodes them: sent as one array per column (``unnest``), psycopg's array dumping took
+    38 us of CPU a row, this 16.
+
+    On SQLite they go as ``VALUES (...), (...)``, as many rows per statement as its
+    bound-parameter limit allows, a dict or list as its JSON text, each statement in a
+    transaction of its own. No ``RETURNING`` there: Python's sqlite3 steps through
+    returned rows one at a time, letting go of the GIL at each, and beside a busy thread
+    (the API's event loop) each step waited for it: a 1000-row insert took 10 ms alone and
+    325 ms beside a thread running Python. The count of rows the statement inserted says
+    whether all were created, the usual case; when only some were, one more statement
+    reads which, by their primary keys (new ones, so a row with one is a row this call
+    made), as one JSON array.
     """
     if not rows:
         return []
@@ -220,12 +228,30 @@ def insert_rows(
         document = orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows])
         return [key for (key,) in _execute(engine, postgres_sql, [document.decode()])]
     values = "(" + ", ".join("?" for _ in columns) + ")"
+    (key,) = table.primary_key.columns
+    key_at, conflict_at = columns.index(key.name), columns.index(conflict)
+    preparer = engine.dialect.identifier_preparer
+    which = (
+        f"SELECT json_group_array({preparer.quote(conflict)}) FROM "
+        f"{preparer.format_table(table)} WHERE {preparer.quote(key.name)} IN "
+    )
     created: list[Any] = []
     encoded = _encoded(table, columns, rows)
     for chunk in _chunks(encoded, _max_params(engine) // len(columns)):
         sql = head + "VALUES " + ", ".join([values] * len(chunk)) + tail
-        args = [value for row in chunk for value in row]
-        created.extend(key for (key,) in _execute(engine, sql, args))
+
+        def insert(cursor: Any, chunk: Sequence[Sequence[Any]] = chunk, sql: str = sql) -> None:
+            cursor.execute(sql, [value for row in chunk for value in row])
+            if cursor.rowcount == len(chunk):
+                created.extend(row[conflict_at] for row in chunk)
+            elif cursor.rowcount > 0:
+                cursor.execute(
+                    which + "(" + ", ".join("?" for _ in chunk) + ")",
+                    [row[key_at] for row in chunk],
+                )
+                created.extend(orjson.loads(cursor.fetchone()[0]))
+
+        _run(engine, insert)
     return created
 
 
@@ -259,17 +285,31 @@ def _decode(row: tuple[Any, ...], columns: tuple[int, ...]) -> tuple[Any, ...]:
 
 
 def _execute(engine: Engine, sql: str, args: Any) -> list[tuple[Any, ...]]:
-    """Run ``sql`` once more on a fresh connection when the server had ended the session
-    before it could run (a database restart): the statement never ran, so it is safe."""
+    """``sql`` run once, its rows fetched (see ``_run``)."""
+    rows: list[tuple[Any, ...]] = []
+
+    def fetch(cursor: Any) -> None:
+        cursor.execute(sql, args)
+        rows[:] = cursor.fetchall()
+
+    _run(engine, fetch)
+    return rows
+
+
+def _run(engine: Engine, work: Callable[[Any], None]) -> None:
+    """``work(cursor)`` on a connection of the engine's pool, committed after it (one
+    statement in autocommit on PostgreSQL). Run once more on a fresh connection when the
+    server had ended the session before it could run (a database restart): the statement
+    never ran, so it is safe."""
     try:
-        return _execute_once(engine, sql, args)
+        _run_once(engine, work)
     except engine.dialect.loaded_dbapi.Error as exc:
         if getattr(exc, "sqlstate", None) not in SESSION_ENDED:
             raise
-        return _execute_once(engine, sql, args)
+        _run_once(engine, work)
 
 
-def _execute_once(engine: Engine, sql: str, args: Any) -> list[tuple[Any, ...]]:
+def _run_once(engine: Engine, work: Callable[[Any], None]) -> None:
     connection = engine.raw_connection()
     driver = connection.driver_connection
     postgres = engine.dialect.name == "postgresql"
@@ -278,8 +318,7 @@ def _execute_once(engine: Engine, sql: str, args: Any) -> list[tuple[Any, ...]]:
             driver.autocommit = True  # type: ignore[union-attr]
         cursor = connection.cursor()
         try:
-            cursor.execute(sql, args)
-            rows = cursor.fetchall()
+            work(cursor)
         finally:
             cursor.close()
         if not postgres:
@@ -296,4 +335,3 @@ def _execute_once(engine: Engine, sql: str, args: Any) -> list[tuple[Any, ...]]:
         if postgres and connection.is_valid:
             driver.autocommit = False  # type: ignore[union-attr]
         connection.close()
-    return list(rows)

@@ -14,6 +14,7 @@ from runpack_tasks.jobstore.db import SQLITE_WAL_CHECKPOINT_PAGES, create_db_eng
 from runpack_tasks.jobstore.hashing import job_hash
 from runpack_tasks.jobstore.lifecycle import Submission, claim, complete, submit, submit_many
 from runpack_tasks.jobstore.models import JOBS
+from runpack_tasks.jobstore.schema import upgrade
 from runpack_tasks.jobstore.statements import Statement, insert_rows
 from tests.support import IN_CI, postgres_backend, unique_params, wait_for
 
@@ -122,6 +123,45 @@ def test_sqlite_connections_write_ahead_and_checkpoint_every_few_thousand_pages(
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
         assert pages == SQLITE_WAL_CHECKPOINT_PAGES > 1000
+    finally:
+        sqlite.dispose()
+
+
+def test_sqlite_inserts_send_no_returning_and_read_back_only_a_partly_new_batch(
+    tmp_path: Path,
+) -> None:
+    """Python's sqlite3 lets go of the GIL at each returned row, and beside a busy event
+    loop each step waited for it again; a batch's insert returns nothing to step through."""
+    url = f"sqlite:///{tmp_path / 'steps.db'}"
+    upgrade(url)
+    sqlite = create_db_engine(url)
+    sent: list[str] = []
+    sa.event.listen(
+        sqlite, "connect", lambda connection, _: connection.set_trace_callback(sent.append)
+    )
+    try:
+        new = [unique_params() for _ in range(50)]
+        batch = [Submission("steps", p, job_hash("steps", p), False) for p in new]
+        # When a batch of new jobs is inserted
+        outcomes = submit_many(sqlite, batch)
+        # (the trace repeats a statement for each trigger program it runs)
+        inserts = {sql for sql in sent if sql.startswith("INSERT INTO jobs")}
+        # Then every job is created by one INSERT that returns no rows, and nothing reads
+        assert all(o.created for o in outcomes) and len(inserts) == 1
+        assert "RETURNING" not in inserts.pop() and not any("SELECT" in sql for sql in sent)
+        sent.clear()
+        # When half of the next batch exists already
+        more = [unique_params() for _ in range(50)]
+        mixed = batch[::2] + [Submission("steps", p, job_hash("steps", p), False) for p in more]
+        first_ids = {o.job.job_hash: o.job.id for o in outcomes}
+        again = submit_many(sqlite, mixed)
+        # Then one statement reads which rows are new, and the answers say which were made
+        assert len({sql for sql in sent if "json_group_array" in sql}) == 1
+        created = [o.job.input_params for o in again if o.created]
+        assert created == more
+        assert [o.job.id for o in again if not o.created] == [
+            first_ids[s.digest] for s in batch[::2]
+        ]
     finally:
         sqlite.dispose()
 

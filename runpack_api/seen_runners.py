@@ -49,14 +49,16 @@ class SeenRunners:
         self._flusher: asyncio.Task[None] | None = None
 
     async def get(self, runner_id: str) -> Row[Any] | None:
-        """The runner, noted as heard from now; None if there is no such runner."""
+        """The runner, noted as heard from now; None if there is no such runner. The time
+        is taken before anything is awaited, so a stop handled meanwhile stands."""
+        heard = now_ms()
         kept = self._known.get(runner_id)
         if kept is not None and time.monotonic() - kept[1] < KNOWN_S:
             self._known.move_to_end(runner_id)
-            self._seen[runner_id] = now_ms()
+            self._seen[runner_id] = heard
             return kept[0]
         confirmed = time.monotonic()
-        row = await run_in_threadpool(runners.touch, self._engine, runner_id)
+        row = await run_in_threadpool(runners.touch, self._engine, runner_id, heard)
         if row is None:
             self._known.pop(runner_id, None)
         else:

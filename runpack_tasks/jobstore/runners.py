@@ -58,28 +58,41 @@ def register(
 TOUCH_INTERVAL_MS = 5_000
 
 
-def touch(engine: Engine, runner_id: str) -> Row[Any] | None:
+def touch(engine: Engine, runner_id: str, heard_ms: int | None = None) -> Row[Any] | None:
     """The runner, marked seen now (if not within the last few seconds, or if it had
     stopped: a stopped runner that speaks again is running again); ``None`` if unknown.
+
+    ``heard_ms``, when given, is when its request arrived: a stop recorded at or after it
+    stands, since a request sent before the stop and handled after it (a long poll its
+    runner gave up on when told to stop) does not make the runner active again.
 
     On PostgreSQL the read and the write share one transaction (a long-polling runner's
     request costs the database one); a SQLite read transaction is ended first, since one
     that turns into a write fails at once, unqueued, when another write came between."""
     with engine.connect() as conn:
-        runner = conn.execute(sa.select(RUNNERS).where(RUNNERS.c.id == runner_id)).first()
+        select = sa.select(RUNNERS).where(RUNNERS.c.id == runner_id)
+        runner = conn.execute(select).first()
         now = now_ms()
-        if runner is None or (
-            runner.stopped_at is None and now - runner.last_seen < TOUCH_INTERVAL_MS
-        ):
+        heard = now + 1 if heard_ms is None else heard_ms  # None: any stop is before it
+        if runner is None:
+            return None
+        if runner.stopped_at is None and now - runner.last_seen < TOUCH_INTERVAL_MS:
+            return runner
+        if runner.stopped_at is not None and runner.stopped_at >= heard:
             return runner
         if conn.dialect.name == "sqlite":
             conn.rollback()
         touched = conn.execute(
             sa.update(RUNNERS)
-            .where(RUNNERS.c.id == runner_id)
+            .where(
+                RUNNERS.c.id == runner_id,
+                sa.or_(RUNNERS.c.stopped_at.is_(None), RUNNERS.c.stopped_at < heard),
+            )
             .values(last_seen=now, stopped_at=None)
             .returning(*RUNNERS.c)
         ).first()
+        if touched is None:  # deleted, or stopped, since the read
+            touched = conn.execute(select).first()
         conn.commit()
         return touched
 

@@ -46,6 +46,24 @@ def test_a_stopped_runner_that_speaks_again_is_active_again(engine: Engine) -> N
     assert queries.job_types_served(engine, ACTIVE_S).any == {"by_hand"}
 
 
+def test_a_request_that_arrived_before_the_stop_does_not_undo_it(engine: Engine) -> None:
+    """A runner told to stop gives up its long poll; the server may handle that request
+    after the stop, and it must not show the runner as running again."""
+    runner = runners.register(engine, "laptop", ["by_hand"])
+    heard_before = now_ms() - 1
+    runners.stop(engine, runner)
+    # When a request heard before the stop is handled after it
+    touched = runners.touch(engine, runner, heard_before)
+    # Then the runner stays stopped
+    assert touched is not None and touched.stopped_at is not None
+    assert queries.runner_counts(engine, ACTIVE_S) == (1, 0)
+    # And a request heard after the stop makes it active again
+    stopped_at = touched.stopped_at
+    touched = runners.touch(engine, runner, stopped_at + 1)
+    assert touched is not None and touched.stopped_at is None
+    assert queries.runner_counts(engine, ACTIVE_S) == (1, 1)
+
+
 def test_stopping_an_unknown_runner_changes_nothing(engine: Engine) -> None:
     assert not runners.stop(engine, "nobody")
     assert queries.runner_counts(engine, ACTIVE_S) == (0, 0)

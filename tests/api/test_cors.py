@@ -4,18 +4,18 @@ backends."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from runpack_api.app import create_app
 from runpack_tasks.settings import RunpackSettings, SettingsError, get_settings
 from tests.support import Backend, unique_params
 from tests.support.direct_app import KEYS, settings_for
+from tests.support.inprocess import app_client
 
 #: A web page's origin, as its browser sends it.
 PAGE = "http://127.0.0.1:5173"
@@ -48,19 +48,15 @@ def settings(database_url: str, backend: Backend, tmp_path: Path) -> RunpackSett
 @pytest.fixture
 def client_for(settings: RunpackSettings) -> Iterator[Any]:
     """Opens a client on an app built from ``settings`` changed by the given fields."""
-    opened: list[TestClient] = []
+    with contextlib.ExitStack() as opened:
 
-    def open_client(**changes: Any) -> TestClient:
-        client = TestClient(create_app(settings.model_copy(update=changes)))
-        opened.append(client.__enter__())
-        return client
+        def open_client(**changes: Any) -> httpx.Client:
+            return opened.enter_context(app_client(settings.model_copy(update=changes)))
 
-    yield open_client
-    for client in opened:
-        client.__exit__(None, None, None)
+        yield open_client
 
 
-def preflight(client: TestClient, method: str, path: str, headers: str, origin: str = PAGE):
+def preflight(client: httpx.Client, method: str, path: str, headers: str, origin: str = PAGE):
     """The browser's OPTIONS before a request it may not send unasked."""
     asked = {"Origin": origin, "Access-Control-Request-Method": method}
     if headers:

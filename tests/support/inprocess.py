@@ -118,6 +118,32 @@ class InProcessServer(ApiServer):
 
 
 @contextmanager
+def running_app(settings: RunpackSettings) -> Iterator[tuple[BlockingPortal, FastAPI]]:
+    """``create_app(settings)`` with its lifespan entered on one long-lived loop (a portal's
+    thread); everything closed afterwards."""
+    with start_blocking_portal() as portal:
+        try:
+            # built on the loop, as uvicorn builds it, so anything it binds binds there
+            app = portal.call(create_app, settings)
+            with portal.wrap_async_context_manager(app.router.lifespan_context(app)):
+                yield portal, app
+        finally:
+            # requests a failed test left waiting (long polls) are cancelled, not awaited
+            with contextlib.suppress(RuntimeError):
+                portal.call(portal.stop, True)
+
+
+@contextmanager
+def app_client(settings: RunpackSettings) -> Iterator[httpx.Client]:
+    """A synchronous httpx client into ``create_app(settings)`` running in this process, as
+    from 127.0.0.1; an unhandled error in the app is raised, not answered."""
+    with running_app(settings) as (portal, app):
+        transport = PortalTransport(portal, httpx.ASGITransport(app, client=(LOOPBACK, 50000)))
+        with httpx.Client(transport=transport, base_url=f"http://{LOOPBACK}") as client:
+            yield client
+
+
+@contextmanager
 def serving_in_process(
     database_url: str,
     backend: Backend,
@@ -130,15 +156,5 @@ def serving_in_process(
     keys = keys or Keys()
     settings = settings_from(runpack_variables(database_url, keys, backend, extra_env, tmp_dir))
     port = free_port()
-    with start_blocking_portal() as portal:
-        try:
-            # built on the loop, as uvicorn builds it, so anything it binds binds there
-            app = portal.call(create_app, settings)
-            with portal.wrap_async_context_manager(app.router.lifespan_context(app)):
-                yield InProcessServer(
-                    f"http://{LOOPBACK}:{port}", database_url, keys, portal, app, port
-                )
-        finally:
-            # requests a failed test left waiting (long polls) are cancelled, not awaited
-            with contextlib.suppress(RuntimeError):
-                portal.call(portal.stop, True)
+    with running_app(settings) as (portal, app):
+        yield InProcessServer(f"http://{LOOPBACK}:{port}", database_url, keys, portal, app, port)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -90,6 +91,13 @@ def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM to ``runpack up`` alone (a supervisor's stop, ``kill``): uvicorn shuts the
+    API down, then raises the signal again; exiting here goes through ``up``'s ``finally``,
+    so the worker and beat stop too instead of running on as orphans."""
+    raise SystemExit(0)
+
+
 def up(host: HostOption = DEFAULT_API_HOST, port: PortOption = DEFAULT_API_PORT) -> None:
     """Everything on this machine, no server to install: API, a worker for every
     installed job type, and beat, on SQLite and the filesystem broker."""
@@ -104,6 +112,7 @@ def up(host: HostOption = DEFAULT_API_HOST, port: PortOption = DEFAULT_API_PORT)
         console.print(f"  keys are kept in {KEYS_FILE.resolve()}")
 
     open_database(settings, migrate=True)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     children = [_start_child("worker"), _start_child("beat")]
     try:
         _serve_api(host, port, workers=1)

@@ -136,6 +136,14 @@ def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {keys['RUNPACK_SUBMIT_API_KEY']}"},
         )
         assert again.status_code == 200 and again.json()["job_id"] == answer.json()["job_id"]
+        assert wait_for(lambda: len(descendants(process.pid)) >= 3, timeout_s=60)
+        children = descendants(process.pid)  # the worker (and its pool) and beat
+        # When a supervisor stops it with SIGTERM to runpack up alone
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        # Then its worker and beat stop with it, and it exits cleanly
+        assert wait_for(lambda: not [pid for pid in children if alive(pid)], timeout_s=30)
+        assert process.returncode == 0
     finally:
         stop(process)
 

@@ -6,13 +6,14 @@ that is still empty and fail to decode it. Here each message is written under a 
 no reader matches, then renamed into place (rename is atomic on one filesystem).
 
 kombu lists (and sorts) the whole folder at every poll of every queue. Here a poll first
-reads the folder's modification time, one ``stat``: a message arriving (or leaving) renames
-a file in or out, which changes it, so a folder unchanged since the queue's last listing
-holds nothing new for it. The kernel stamps that time from a coarse clock (a tick is a few
-milliseconds), so two changes within one tick can share a stamp: while the stamp is
-younger than ``SETTLE_NS`` the folder is listed at every poll regardless, and a change
-made in the same tick as a listing is still seen by a later one. That makes a short
-polling interval cheap when idle (see celery_app.FILESYSTEM_POLLING_INTERVAL_S).
+reads the folder's modification time, one ``stat`` for all the queues it polls: a message
+arriving (or leaving) renames a file in or out, which changes it, so a folder unchanged
+since a queue's last listing holds nothing new for it. The kernel stamps that time from
+a coarse clock (a tick is a few milliseconds), so two changes within one tick can share a
+stamp: while the stamp is younger than ``SETTLE_NS`` the folder is listed at every poll
+regardless, and a change made in the same tick as a listing is still seen by a later one.
+That makes a short polling interval cheap when idle (see
+celery_app.FILESYSTEM_POLLING_INTERVAL_S).
 """
 
 from __future__ import annotations
@@ -43,12 +44,27 @@ class Channel(filesystem.Channel):
         super().__init__(*args, **kwargs)
         #: The folder's modification time (ns) when each queue last listed it.
         self._listed_at: dict[str, int | None] = {}
+        self._folder = Path(self.data_folder_in)
+        #: During a poll (``drain_events``), the folder's modification time as it began.
+        self._polled: tuple[int | None] | None = None
+
+    def _stamp(self) -> int | None:
+        try:
+            return self._folder.stat().st_mtime_ns
+        except OSError:
+            return None  # kombu's listing reports what is wrong
+
+    def drain_events(self, timeout: Any = None, callback: Any = None) -> Any:
+        """One poll of every queue consumed: one ``stat`` of the folder serves them all
+        (a listing that finds a message ends the poll)."""
+        self._polled = (self._stamp(),)
+        try:
+            return super().drain_events(timeout=timeout, callback=callback)
+        finally:
+            self._polled = None
 
     def _get(self, queue: Any, timeout: Any = None) -> Any:
-        try:
-            stamp: int | None = Path(self.data_folder_in).stat().st_mtime_ns
-        except OSError:
-            stamp = None  # kombu's listing reports what is wrong
+        stamp = self._stamp() if self._polled is None else self._polled[0]
         if (
             stamp is not None
             and self._listed_at.get(queue) == stamp

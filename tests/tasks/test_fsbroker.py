@@ -3,13 +3,14 @@ it may hold something new, without missing a message that arrives right after a 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from queue import Empty
 
 import pytest
-from kombu import Connection
+from kombu import Connection, Consumer, Producer, Queue
 from kombu.transport import filesystem
 
 from runpack_tasks import fsbroker
@@ -81,3 +82,32 @@ def test_each_queue_lists_the_folder_for_itself(channel: fsbroker.Channel) -> No
     with pytest.raises(Empty):
         channel._get("a")  # a lists the changed folder: nothing for a
     assert channel._get("b") == {"for": "b"}  # b has not listed it since it changed
+
+
+def test_a_poll_of_every_queue_looks_at_the_folder_once(
+    channel: fsbroker.Channel, listings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received: list[object] = []
+    queues = [Queue(f"q{n}") for n in range(5)]
+    Consumer(channel, queues, callbacks=[lambda body, _message: received.append(body)]).consume()
+    time.sleep(fsbroker.SETTLE_NS / 1e9 + 0.05)
+    with pytest.raises(Empty):
+        channel.drain_events()  # each queue lists the settled folder once
+    stats: list[Path] = []
+    real_stat = Path.stat
+
+    def stat(path: Path, **kwargs: bool) -> os.stat_result:
+        stats.append(path)
+        return real_stat(path, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    listed = len(listings)
+    # When the five queues are polled again with nothing new
+    with pytest.raises(Empty):
+        channel.drain_events()
+    # Then the folder was looked at once, and listed for none of them
+    assert len(stats) == 1 and len(listings) == listed
+    # And a message that arrives is found by the next poll
+    Producer(channel).publish({"for": "q3"}, routing_key="q3")
+    channel.drain_events()
+    assert received == [{"for": "q3"}]

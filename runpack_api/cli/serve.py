@@ -117,6 +117,7 @@ def up(host: HostOption = DEFAULT_API_HOST, port: PortOption = DEFAULT_API_PORT)
     try:
         _serve_api(host, port, workers=1)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one does not cut this short
         _stop_children(children)
 
 

@@ -44,7 +44,7 @@ def _normalized_number(value: int | float) -> int | float:
     raise _NeedsReferenceEncoder
 
 
-#: Values orjson always encodes as JCS does (an int only within the safe range).
+#: Types of the values orjson always encodes as JCS does, as they are.
 _PLAIN_KINDS = (str, bool, type(None))
 
 
@@ -54,7 +54,7 @@ def _normalized(value: Any) -> Any:
     A container that needs no change is returned itself, not copied (most parameters are
     strings and small integers: hashing a batch of a thousand jobs copied each)."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind in _PLAIN_KINDS:
         return value
     if kind is int or kind is float:
         return _normalized_number(value)

@@ -212,16 +212,20 @@ _HEARTBEAT = _transition(
     progress_total=_keep_unless_given("progress_total"),
     console_output=_keep_unless_given("console_output"),
 )
+#: What every completion sets the same way; its result comes with each.
+_COMPLETED: dict[str, Any] = {
+    "status": JobStatus.COMPLETED.value,
+    "finished_at": _param("now"),
+    "updated_at": _param("now"),
+    "error_message": None,
+}
 _COMPLETE = _transition(
     ACTIVE_STATUSES,
     owner=True,
-    status=JobStatus.COMPLETED.value,
     output_data=_param("new_output_data"),
-    finished_at=_param("now"),
-    updated_at=_param("now"),
-    error_message=None,
     console_output=_keep_unless_given("console_output"),
     cache_version=_param("new_cache_version"),
+    **_COMPLETED,
 )
 
 
@@ -267,13 +271,10 @@ def _complete_many(dialect: str) -> Any:
             _unindexed(JOBS.c.claimed_by) == _param("runner_id"),
         )
         .values(
-            status=JobStatus.COMPLETED.value,
             output_data=report.c.output_data,
-            finished_at=_param("now"),
-            updated_at=_param("now"),
-            error_message=None,
             console_output=sa.func.coalesce(report.c.console_output, JOBS.c.console_output),
             cache_version=report.c.cache_version,
+            **_COMPLETED,
         )
         .returning(JOBS.c.id)
     )
@@ -544,10 +545,7 @@ def complete_many(engine: Engine, runner_id: str, results: Sequence[Completion])
     ]
     rows = _COMPLETE_MANY.run(engine, {"reports": reports, "runner_id": runner_id, "now": now_ms()})
     completed = {row[0] for row in rows}
-    answers = []
-    for result in results:
-        answers.append(result.job_id in completed and firsts[result.job_id] is result)
-    return answers
+    return [result.job_id in completed and firsts[result.job_id] is result for result in results]
 
 
 def fail(

@@ -167,29 +167,44 @@ def _type(engine: Engine, column: sa.Column[Any]) -> str:
     return str(column.type.compile(engine.dialect))
 
 
+@dataclass(frozen=True)
+class _InsertSql:
+    """The text of ``insert_rows``'s statements for one table, columns and dialect."""
+
+    head: str  # up to the rows
+    tail: str  # from ON CONFLICT
+    postgres: str | None  # PostgreSQL's whole statement
+    read_back: str  # SQLite: the created rows' conflict values by primary key, up to "IN"
+    key_at: int  # where the primary key is among the columns
+    conflict_at: int
+
+
 @functools.lru_cache(maxsize=32)
 def _insert_sql(
     dialect: Dialect, table: sa.Table, columns: tuple[str, ...], conflict: str
-) -> tuple[str, str, str | None]:
-    """The text of ``insert_rows``'s statement, made once (about 30 us a statement): its
-    head (up to the rows) and tail (from ON CONFLICT), and on PostgreSQL the whole of it."""
+) -> _InsertSql:
+    """``insert_rows``'s statement text, made once (about 30 us a statement)."""
     preparer = dialect.identifier_preparer
+    (key,) = table.primary_key.columns
     head = (
         f"INSERT INTO {preparer.format_table(table)} "
         f"({', '.join(preparer.quote(name) for name in columns)}) "
     )
     tail = f" ON CONFLICT ({preparer.quote(conflict)}) DO NOTHING"
-    if dialect.name != "postgresql":
-        return head, tail, None
-    tail += " RETURNING " + preparer.quote(conflict)
-    names = ", ".join(preparer.quote(name) for name in columns)
-    record = ", ".join(
-        f"{preparer.quote(name)} {table.c[name].type.compile(dialect)}" for name in columns
+    read_back = (
+        f"SELECT json_group_array({preparer.quote(conflict)}) FROM "
+        f"{preparer.format_table(table)} WHERE {preparer.quote(key.name)} IN "
     )
-    return (
-        head,
-        tail,
-        f"{head}SELECT {names} FROM json_to_recordset(%s::json) AS given({record}){tail}",
+    postgres = None
+    if dialect.name == "postgresql":
+        tail += " RETURNING " + preparer.quote(conflict)
+        record = ", ".join(
+            f"{preparer.quote(name)} {table.c[name].type.compile(dialect)}" for name in columns
+        )
+        names = ", ".join(preparer.quote(name) for name in columns)
+        postgres = f"{head}SELECT {names} FROM json_to_recordset(%s::json) AS given({record}){tail}"
+    return _InsertSql(
+        head, tail, postgres, read_back, columns.index(key.name), columns.index(conflict)
     )
 
 
@@ -223,31 +238,24 @@ def insert_rows(
     """
     if not rows:
         return []
-    head, tail, postgres_sql = _insert_sql(engine.dialect, table, tuple(columns), conflict)
-    if postgres_sql is not None:
+    text = _insert_sql(engine.dialect, table, tuple(columns), conflict)
+    if text.postgres is not None:
         document = orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows])
-        return [key for (key,) in _execute(engine, postgres_sql, [document.decode()])]
+        return [key for (key,) in _execute(engine, text.postgres, [document.decode()])]
     values = "(" + ", ".join("?" for _ in columns) + ")"
-    (key,) = table.primary_key.columns
-    key_at, conflict_at = columns.index(key.name), columns.index(conflict)
-    preparer = engine.dialect.identifier_preparer
-    which = (
-        f"SELECT json_group_array({preparer.quote(conflict)}) FROM "
-        f"{preparer.format_table(table)} WHERE {preparer.quote(key.name)} IN "
-    )
     created: list[Any] = []
     encoded = _encoded(table, columns, rows)
     for chunk in _chunks(encoded, _max_params(engine) // len(columns)):
-        sql = head + "VALUES " + ", ".join([values] * len(chunk)) + tail
+        sql = text.head + "VALUES " + ", ".join([values] * len(chunk)) + text.tail
 
         def insert(cursor: Any, chunk: Sequence[Sequence[Any]] = chunk, sql: str = sql) -> None:
             cursor.execute(sql, [value for row in chunk for value in row])
             if cursor.rowcount == len(chunk):
-                created.extend(row[conflict_at] for row in chunk)
+                created.extend(row[text.conflict_at] for row in chunk)
             elif cursor.rowcount > 0:
                 cursor.execute(
-                    which + "(" + ", ".join("?" for _ in chunk) + ")",
-                    [row[key_at] for row in chunk],
+                    text.read_back + "(" + ", ".join("?" for _ in chunk) + ")",
+                    [row[text.key_at] for row in chunk],
                 )
                 created.extend(orjson.loads(cursor.fetchone()[0]))
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -30,16 +31,30 @@ class GatedStore:
         return [item * 10 for item in items]
 
 
+def behind_a_write(
+    pool: ThreadPoolExecutor,
+    group: WriteGroup[int, int],
+    store: GatedStore,
+    items: list[int],
+    submit: Callable[[int], int] | None = None,
+) -> list[Future[int]]:
+    """``items[0]`` submitted and its write held at the store's gate, then each of the
+    others queued behind it, in order; every caller's future."""
+    submit = submit or group.submit
+    futures = [pool.submit(submit, items[0])]
+    assert store.entered.wait(timeout=10)
+    for queued, item in enumerate(items[1:], start=1):
+        futures.append(pool.submit(submit, item))
+        wait_for(lambda n=queued: len(group._queued) == n, timeout_s=10, what="the caller")
+    return futures
+
+
 def test_callers_arriving_during_a_write_share_the_next_one() -> None:
     store = GatedStore()
     group: WriteGroup[int, int] = WriteGroup(store)
     with ThreadPoolExecutor(8) as pool:
-        # Given a write in progress
-        first = pool.submit(group.submit, 1)
-        assert store.entered.wait(timeout=10)
-        # When seven more callers arrive meanwhile
-        others = [pool.submit(group.submit, n) for n in range(2, 9)]
-        wait_for(lambda: len(group._queued) == 7, timeout_s=10, what="the callers queued")
+        # Given a write in progress, and seven more callers arriving meanwhile
+        first, *others = behind_a_write(pool, group, store, list(range(1, 9)))
         store.gate.set()
         # Then each gets its own answer
         assert first.result(timeout=10) == 10
@@ -61,11 +76,7 @@ def test_an_item_s_error_reaches_only_its_caller() -> None:
     store = GatedStore()
     group: WriteGroup[int, int] = WriteGroup(store)
     with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(group.submit, 1)
-        assert store.entered.wait(timeout=10)
-        bad = pool.submit(group.submit, -1)
-        good = pool.submit(group.submit, 3)
-        wait_for(lambda: len(group._queued) == 2, timeout_s=10, what="the callers queued")
+        first, bad, good = behind_a_write(pool, group, store, [1, -1, 3])
         store.gate.set()
         assert first.result(timeout=10) == 10
         assert good.result(timeout=10) == 30
@@ -86,14 +97,9 @@ def test_the_next_group_is_written_by_its_first_caller_not_the_last_writer() -> 
         return group.submit(n)
 
     with ThreadPoolExecutor(3) as pool:
-        first = pool.submit(submit, 1)
-        assert store.entered.wait(timeout=10)
-        second = pool.submit(submit, 2)
-        wait_for(lambda: len(group._queued) == 1, timeout_s=10, what="the second caller")
-        third = pool.submit(submit, 3)
-        wait_for(lambda: len(group._queued) == 2, timeout_s=10, what="the third caller")
+        futures = behind_a_write(pool, group, store, [1, 2, 3], submit)
         store.gate.set()
-        assert [f.result(timeout=10) for f in (first, second, third)] == [10, 20, 30]
+        assert [f.result(timeout=10) for f in futures] == [10, 20, 30]
     # Then the first caller wrote the first group, and the second caller the second
     assert store.groups == [[1], [2, 3]]
     assert store.writers == [callers[1], callers[2]]

@@ -4,6 +4,7 @@ it may hold something new, without missing a message that arrives right after a 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,16 @@ def test_a_poll_of_every_queue_looks_at_the_folder_once(
     Producer(channel).publish({"for": "q3"}, routing_key="q3")
     channel.drain_events()
     assert received == [{"for": "q3"}]
+
+
+def test_a_long_wait_for_a_message_gives_up_after_a_slice(channel: fsbroker.Channel) -> None:
+    # Given a consumer of an empty queue (a worker's, whose loop waits 2 s at a time and
+    # looks for a stop signal only between two waits)
+    Consumer(channel, [Queue(QUEUE)], callbacks=[lambda _body, _message: None]).consume()
+    connection = channel.connection.client
+    # When it waits for a message for up to a minute
+    started = time.monotonic()
+    with pytest.raises(socket.timeout):
+        connection.drain_events(timeout=60)
+    # Then it gives up after a slice, well short of the minute, so a stop is seen soon
+    assert time.monotonic() - started < 30

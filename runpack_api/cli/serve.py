@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -11,8 +12,9 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,20 +42,45 @@ TypesOption = Annotated[
 ]
 
 
-def _serve_api(host: str, port: int, workers: int, access_log: bool = True) -> None:
-    """uvicorn serving the API; the caller has opened (and migrated) the database."""
-    import uvicorn
+def _serve_api(
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool = True,
+    on_stop: Callable[[], None] | None = None,
+) -> None:
+    """uvicorn serving the API; the caller has opened (and migrated) the database.
 
-    uvicorn.run(
-        "runpack_api.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=False,  # the API decides itself which proxies to trust
-        log_level="info",
-        access_log=access_log,
-    )
+    ``on_stop`` (one worker process only) is called when a stop signal arrives, before the
+    API finishes its requests and shuts down, so that what it stops stops meanwhile."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    app = "runpack_api.app:app_from_env"
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "proxy_headers": False,  # the API decides itself which proxies to trust
+        "log_level": "info",
+        "access_log": access_log,
+    }
+    if on_stop is None:
+        uvicorn.run(app, workers=workers, **options)
+        return
+
+    stopping = on_stop
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stopping()
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, **options))
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal stop
+        server.run()
+    if not server.started:  # as uvicorn.run: the port was taken, or the app did not start
+        sys.exit(STARTUP_FAILURE)
 
 
 def _ensure_keys() -> None:
@@ -79,10 +106,15 @@ def _start_child(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "runpack_api.cli", *args])
 
 
-def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+def _signal_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each child still running (a warm shutdown; a second one changes nothing)."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    _signal_children(children)
     for child in children:
         try:
             child.wait(timeout=CHILD_STOP_TIMEOUT_S)
@@ -115,7 +147,8 @@ def up(host: HostOption = DEFAULT_API_HOST, port: PortOption = DEFAULT_API_PORT)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     children = [_start_child("worker"), _start_child("beat")]
     try:
-        _serve_api(host, port, workers=1)
+        # the worker and beat stop while the API finishes its requests, not after
+        _serve_api(host, port, workers=1, on_stop=lambda: _signal_children(children))
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one does not cut this short
         _stop_children(children)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,6 +147,38 @@ def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
         assert process.returncode == 0
     finally:
         stop(process)
+
+
+def test_up_on_a_taken_port_fails_and_stops_its_worker_and_beat(tmp_path: Path) -> None:
+    # Given a port something else listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # When runpack up is started on it
+        process = start_up(tmp_path, port)
+        try:
+            output, _ = process.communicate(timeout=120)
+        finally:
+            stop(process)
+    # Then it says so and fails, as uvicorn does (exit status 3)
+    assert process.returncode == 3, output
+    assert "address already in use" in output.lower()
+    # And it left no worker or beat running (they would still have this folder's broker)
+    left = _processes_in(tmp_path)
+    assert not left, left
+
+
+def _processes_in(directory: Path) -> list[str]:
+    """The command lines of the processes whose working folder is ``directory``."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "cwd").resolve() == directory.resolve():
+                found.append((proc / "cmdline").read_text().replace("\0", " "))
+        except OSError:  # gone, or not ours to look at
+            continue
+    return found
 
 
 def test_api_refuses_to_start_without_keys(tmp_path: Path) -> None:

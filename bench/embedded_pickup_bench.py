@@ -7,7 +7,9 @@ filesystem broker) in a scratch folder, then:
    ``--idle-s`` seconds with nothing submitted, in % of one core;
 2. pickup: ``--jobs`` new ``noop`` jobs submitted one at a time, ``--gap-s`` apart; for each,
    the time from its creation to its claim by the worker (``claimed_at - created_at`` of
-   the jobs table, both written by the processes on this machine's clock): p50, p90, max.
+   the jobs table, both written by the processes on this machine's clock): p50, p90, max;
+3. stop: SIGTERM to ``runpack up`` alone (as a supervisor stops it), until every process
+   of its tree has exited.
 
 The machine may be shared: a busy neighbour shows in both figures.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -50,6 +53,14 @@ def wait_until(condition: object, timeout_s: float, what: str) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"timed out waiting for {what}")
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` still runs (an exited child not yet reaped has stopped running)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def tree_ticks(pid: int) -> int:
@@ -108,6 +119,10 @@ def main() -> int:
 
             wait_until(lambda: len(claimed()) == len(ids), 60, "every job to be claimed")
             delays = sorted(claimed())
+            tree, stopping = process_tree(up.pid), time.monotonic()
+            up.send_signal(signal.SIGTERM)
+            wait_until(lambda: not [pid for pid in tree if running(pid)], 60, "runpack up to stop")
+            stop_s = time.monotonic() - stopping
         finally:
             engine.dispose()
             stop(up)
@@ -120,6 +135,7 @@ def main() -> int:
         f"submit to claim, {len(delays)} jobs {args.gap_s:g} s apart: "
         f"p50 {statistics.median(delays):.0f} ms, p90 {p90} ms, max {delays[-1]} ms"
     )
+    print(f"stop (SIGTERM to `runpack up` until its every process has exited): {stop_s:.1f} s")
     return 0
 
 

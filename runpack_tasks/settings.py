@@ -6,11 +6,8 @@ import ipaddress
 import re
 from typing import Annotated
 
-from limits import parse as parse_rate
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///runpack.db"
 DEFAULT_BROKER_URL = "filesystem://runpack-broker"
@@ -118,6 +115,11 @@ class RunpackSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
+        # SQLAlchemy and limits are imported by the validators that use them, not with this
+        # module: the command-line client loads it and needs neither (a quarter second)
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             url = make_url(value)
         except ArgumentError as exc:
@@ -144,6 +146,8 @@ class RunpackSettings(BaseSettings):
     )
     @classmethod
     def _check_rate(cls, value: str) -> str:
+        from limits import parse as parse_rate
+
         try:
             parse_rate(value)
         except ValueError:

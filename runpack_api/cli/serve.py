@@ -42,22 +42,12 @@ TypesOption = Annotated[
 ]
 
 
-def _serve_api(
-    host: str,
-    port: int,
-    workers: int,
-    access_log: bool = True,
-    on_stop: Callable[[], None] | None = None,
-) -> None:
-    """uvicorn serving the API; the caller has opened (and migrated) the database.
+#: The API's ASGI app, made by uvicorn from the environment's settings.
+API_APP = "runpack_api.app:app_from_env"
 
-    ``on_stop`` (one worker process only) is called when a stop signal arrives, before the
-    API finishes its requests and shuts down, so that what it stops stops meanwhile."""
-    import uvicorn
-    from uvicorn.config import STARTUP_FAILURE
 
-    app = "runpack_api.app:app_from_env"
-    options: dict[str, Any] = {
+def _uvicorn_options(host: str, port: int, access_log: bool) -> dict[str, Any]:
+    return {
         "factory": True,
         "host": host,
         "port": port,
@@ -65,18 +55,28 @@ def _serve_api(
         "log_level": "info",
         "access_log": access_log,
     }
-    if on_stop is None:
-        uvicorn.run(app, workers=workers, **options)
-        return
 
-    stopping = on_stop
+
+def _serve_api(host: str, port: int, workers: int, access_log: bool = True) -> None:
+    """uvicorn serving the API; the caller has opened (and migrated) the database."""
+    import uvicorn
+
+    uvicorn.run(API_APP, workers=workers, **_uvicorn_options(host, port, access_log))
+
+
+def _serve_api_here(host: str, port: int, on_stop: Callable[[], None]) -> None:
+    """``_serve_api`` in this process, calling ``on_stop`` as soon as a stop signal arrives,
+    before the API finishes its requests and shuts down, so that what it stops stops
+    meanwhile."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            stopping()
+            on_stop()
             super().handle_exit(sig, frame)
 
-    server = Server(uvicorn.Config(app, **options))
+    server = Server(uvicorn.Config(API_APP, **_uvicorn_options(host, port, access_log=True)))
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a normal stop
         server.run()
     if not server.started:  # as uvicorn.run: the port was taken, or the app did not start
@@ -148,7 +148,7 @@ def up(host: HostOption = DEFAULT_API_HOST, port: PortOption = DEFAULT_API_PORT)
     children = [_start_child("worker"), _start_child("beat")]
     try:
         # the worker and beat stop while the API finishes its requests, not after
-        _serve_api(host, port, workers=1, on_stop=lambda: _signal_children(children))
+        _serve_api_here(host, port, on_stop=lambda: _signal_children(children))
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one does not cut this short
         _stop_children(children)

@@ -30,7 +30,17 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from harness import HOST, HZ, cpu_ticks, free_port, process_tree, runpack_env, spawn, stop
+from harness import (
+    HOST,
+    HZ,
+    cpu_ticks,
+    free_port,
+    process_tree,
+    running,
+    runpack_env,
+    spawn,
+    stop,
+)
 
 KEYS = {"submit": "pickup-submit", "runner": "pickup-runner", "admin": "pickup-admin"}
 
@@ -53,14 +63,6 @@ def wait_until(condition: object, timeout_s: float, what: str) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"timed out waiting for {what}")
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` still runs (an exited child not yet reaped has stopped running)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def tree_ticks(pid: int) -> int:

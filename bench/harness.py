@@ -208,13 +208,25 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first); None if
+    the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def cpu_ticks(pid: int) -> int:
     """utime + stime of a process (all its threads), 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])
+    fields = _stat(pid)
+    return 0 if fields is None else int(fields[11]) + int(fields[12])
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` still runs (an exited child not yet reaped has stopped running)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def busy_ticks() -> int:

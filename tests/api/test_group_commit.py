@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,18 +109,34 @@ def test_concurrent_new_submits_share_writes_and_each_gets_201(
 def test_a_job_failing_in_a_group_fails_only_its_own_submit(
     server: ApiServer, writes: Writes
 ) -> None:
-    bodies = [{"job_type": "grouped", "input_params": unique_params()} for _ in range(12)]
-    contended = {"job_type": "contended", "input_params": unique_params()}
-    # the contended submit arrives while every writer is held and others are queued
-    with sending(server, bodies) as first:
-        queued(writes, len(bodies))
-        with sending(server, [contended]) as last:
-            queued(writes, len(bodies) + 1)
-            writes.gate.set()
-            answers = [future.result(timeout=30) for future in first + last]
+    def grouped() -> dict[str, Any]:
+        return {"job_type": "grouped", "input_params": unique_params()}
+
+    held: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        # every writer holds a write of one submit, each sent once the one before is held,
+        first = [stack.enter_context(sending(server, [held_body := grouped()]))[0]]
+        held.append(held_body)
+        wait_for(lambda: len(writes.made) == 1, timeout_s=30, what="the first write")
+        (commit,) = writes.commits
+        while len(held) < commit._max_writers:
+            first.append(stack.enter_context(sending(server, [held_body := grouped()]))[0])
+            held.append(held_body)
+            wait_for(lambda: len(writes.made) == len(held), timeout_s=30, what="a held write")
+        # so that the contended submit queues with others for the next write
+        behind = [grouped() for _ in range(8)]
+        contended = {"job_type": "contended", "input_params": unique_params()}
+        last = stack.enter_context(sending(server, [*behind, contended]))
+        queued(writes, len(held) + len(behind) + 1)
+        writes.gate.set()
+        answers = [future.result(timeout=30) for future in first + last]
     assert "deleted while being submitted" in assert_error(answers[-1], 503)
-    assert [a.status_code for a in answers[:-1]] == [201] * 12
-    assert any("contended" in write and len(write) > 1 for write in writes.made)
+    assert [a.status_code for a in answers[:-1]] == [201] * (len(held) + len(behind))
+    # its group failed as a whole, and was written again one by one
+    assert [sorted(w) for w in writes.made if "contended" in w] == [
+        ["contended", *["grouped"] * len(behind)],
+        ["contended"],
+    ]
 
 
 def test_a_submit_right_after_a_group_finished_is_still_written() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import free_port, wait_for
+from tests.support import free_port, plain_http, wait_for
 
 
 def start_up(directory: Path, port: int) -> subprocess.Popen[str]:
@@ -76,7 +76,9 @@ def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(
-            lambda: httpx.get(f"{url}/health").status_code == 200, timeout_s=60, what="runpack up"
+            lambda: plain_http.get(f"{url}/health").status_code == 200,
+            timeout_s=60,
+            what="runpack up",
         )
         keys_file = tmp_path / "runpack.keys"
         keys = dict(line.split("=", 1) for line in keys_file.read_text().splitlines())
@@ -85,14 +87,14 @@ def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
         # And the worker that up started has registered (so the job is sent to it at once,
         # not on beat's next round)
         wait_for(
-            lambda: celery_workers(httpx.get(f"{url}/api/admin/runners", headers=admin_key)),
+            lambda: celery_workers(plain_http.get(f"{url}/api/admin/runners", headers=admin_key)),
             timeout_s=60,
             interval_s=0.5,
             what="the worker to register",
         )
         # When a client submits a job with the generated submit key
         params = {"name": "Ada", "processing_time": 0.5}
-        answer = httpx.post(
+        answer = plain_http.post(
             f"{url}/api/jobs/submit",
             headers=submit_key,
             json={"job_type": "hello_world", "input_params": params},
@@ -101,13 +103,13 @@ def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
         job_url = f"{url}/api/jobs/{answer.json()['job_id']}"
         # Then the worker that up started runs it
         done = wait_for(
-            lambda: httpx.get(job_url, headers=submit_key).json()["status"] == "completed",
+            lambda: plain_http.get(job_url, headers=submit_key).json()["status"] == "completed",
             timeout_s=60,
             interval_s=0.5,  # runpack up keeps the default status rate limit (60/min)
             what="the job to complete",
         )
         assert done
-        result = httpx.get(job_url, headers=submit_key).json()["result"]
+        result = plain_http.get(job_url, headers=submit_key).json()["result"]
         assert result["output_data"]["greeting"] == "Hello, Ada!"
         children = descendants(process.pid)
         assert len(children) >= 3  # the worker (and its pool) and beat
@@ -127,11 +129,11 @@ def test_up_generates_keys_serves_and_keeps_them(tmp_path: Path) -> None:
     process = start_up(tmp_path, port)
     try:
         wait_for(
-            lambda: httpx.get(f"{url}/health").status_code == 200,
+            lambda: plain_http.get(f"{url}/health").status_code == 200,
             timeout_s=60,
             what="runpack up, again",
         )
-        again = httpx.post(
+        again = plain_http.post(
             f"{url}/api/jobs/submit",
             json={"job_type": "hello_world", "input_params": params},
             headers={"Authorization": f"Bearer {keys['RUNPACK_SUBMIT_API_KEY']}"},

@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runpack_api.cli import app
-from tests.support import EMBEDDED, ServerProcess, free_port, running_server, wait_for
+from tests.support import EMBEDDED, ServerProcess, free_port, plain_http, running_server, wait_for
 
 KEY_VARIABLES = ("RUNPACK_SUBMIT_API_KEY", "RUNPACK_RUNNER_API_KEY", "RUNPACK_ADMIN_API_KEY")
 
@@ -194,7 +194,7 @@ def test_a_missing_key_names_its_variable_the_option_and_the_keys_file(
 
 
 def submit(api: ServerProcess, job_type: str) -> httpx.Response:
-    return httpx.post(
+    return plain_http.post(
         f"{api.url}/api/jobs/submit",
         headers=api.headers("submit"),
         json={"job_type": job_type, "input_params": {"n": uuid.uuid4().hex}},

@@ -25,6 +25,7 @@ from tests.support import (
     Backend,
     InProcessServer,
     assert_error,
+    plain_http,
     register,
     serving_in_process,
     stored_job,
@@ -425,7 +426,7 @@ def test_an_artifact_whose_url_starts_answering_404_is_computed_again(
         assert submit(server, "artifact", params).json()["status"] == "completed"
         # When the web server no longer has it (404), Then the result expires
         Path(output["path"]).unlink()
-        assert httpx.get(output["url"]).status_code == 404
+        assert plain_http.get(output["url"]).status_code == 404
         assert "answered False" in served_until_gone(server, params, job_id)
 
 

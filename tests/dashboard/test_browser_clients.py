@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 
-from tests.support import EMBEDDED, Cluster, running_cluster
+from tests.support import EMBEDDED, Cluster, plain_http, running_cluster
 from tests.support.browser import launched_chromium
 
 #: A page that submits a job, follows it and reads the stats (index.html + client.js).
@@ -169,4 +168,6 @@ def test_the_dashboard_runs_under_its_content_security_policy(tab: Any, cluster:
 
     # Then the scripts ran and fetched the API, and the policy refused nothing
     assert not [line for line in tab.console_lines if "Content Security Policy" in line]
-    assert httpx.get(f"{cluster.server.url}/static/app.js").headers["x-frame-options"] == "DENY"
+    assert (
+        plain_http.get(f"{cluster.server.url}/static/app.js").headers["x-frame-options"] == "DENY"
+    )

@@ -10,10 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support import EMBEDDED, Cluster, running_cluster
+from tests.support import EMBEDDED, Cluster, plain_http, running_cluster
 from tests.support.browser import launched_chromium
 
 DOC_SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
@@ -77,7 +76,7 @@ def shoot(tmp_path_factory: pytest.TempPathFactory) -> Shoot:
 
 def test_keys_never_reach_a_page_or_url(page: Any, cluster: Cluster, shoot: Shoot) -> None:
     for path in ("/", "/jobs", "/runners", "/playground", "/settings"):
-        source = httpx.get(f"{cluster.server.url}{path}").text
+        source = plain_http.get(f"{cluster.server.url}{path}").text
         assert cluster.server.keys.admin not in source
         assert cluster.server.keys.submit not in source
     page.goto(f"{cluster.server.url}/settings")

@@ -16,6 +16,7 @@ import pytest
 
 from runner_plugins.artifact import Artifact
 from tests.plugins.test_registry import RecordingContext
+from tests.support import plain_http
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -72,10 +73,10 @@ def test_a_published_result_is_valid_while_its_url_answers(web_folder: tuple[Pat
     plugin = artifact_in(folder, base_url=url)
     output = run(plugin, "published")
     assert output["url"].startswith(f"{url}/")
-    assert httpx.get(output["url"]).text == "published"
+    assert plain_http.get(output["url"]).text == "published"
     assert plugin.result_valid(output) is True
     Path(output["path"]).unlink()  # the web server now answers 404
-    assert httpx.get(output["url"]).status_code == 404
+    assert plain_http.get(output["url"]).status_code == 404
     assert plugin.result_valid(output) is False
 
 

@@ -10,6 +10,7 @@
 - private_services: a private PostgreSQL and Redis to restart, pause and flush
 - faults: the fault matrix's harness (``bench/faults.py`` and ``tests/tasks/test_faults.py``)
 - waiting: wait on a condition with a deadline, free ports
+- plain_http: ``get`` and ``post``, and the TLS context every test client shares
 """
 
 from tests.support.api import assert_error, register, submit, unique_params

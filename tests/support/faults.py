@@ -50,6 +50,7 @@ from sqlalchemy.pool import NullPool
 
 from runpack_tasks.jobstore.db import normalize_url
 from runpack_tasks.jobstore.schema import upgrade
+from tests.support import plain_http
 from tests.support.private_services import PrivatePostgres, PrivateRedis
 from tests.support.process import start_runpack
 from tests.support.server import GENEROUS_RATES, LOOPBACK, Keys
@@ -158,7 +159,7 @@ class Deployment:
     def api_healthy(self, index: int) -> bool:
         """Whether that API process answers /health with its database reachable."""
         try:
-            answer = httpx.get(f"{self.api_urls[index]}/health", timeout=2)
+            answer = plain_http.get(f"{self.api_urls[index]}/health", timeout=2)
         except httpx.HTTPError:
             return False
         return bool(answer.json().get("database") == "ok")
@@ -298,6 +299,7 @@ class Submitter:
                     base_url=url,
                     headers={"Authorization": f"Bearer {self.key}"},
                     timeout=SUBMIT_TIMEOUT_S,
+                    verify=plain_http.TLS,
                 )
                 for url in self.urls
             ]

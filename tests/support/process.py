@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import plain_http
 from tests.support.backends import Backend
 from tests.support.server import LOOPBACK, ApiServer, Keys, server_env
 from tests.support.waiting import free_port, wait_for
@@ -37,7 +38,9 @@ class ServerProcess(ApiServer):
         """Real TCP; from the loopback address ``source`` when one is given."""
         if source is None:
             return None
-        return httpx.HTTPTransport(local_address=source, limits=limits or httpx.Limits())
+        return httpx.HTTPTransport(
+            local_address=source, limits=limits or httpx.Limits(), verify=plain_http.TLS
+        )
 
     def log(self) -> str:
         """What the server printed so far."""
@@ -69,7 +72,7 @@ def start_runpack(*args: str, env: dict[str, str], cwd: Path, log: Path) -> subp
 
 def database_answers(url: str) -> bool:
     """Whether the server at ``url`` is up with its database (its broker may be down)."""
-    return bool(httpx.get(f"{url}/health").json().get("database") == "ok")
+    return bool(plain_http.get(f"{url}/health").json().get("database") == "ok")
 
 
 @contextmanager

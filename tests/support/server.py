@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from tests.support.backends import Backend
+from tests.support.plain_http import TLS
 
 #: The address requests come from unless a test picks another loopback address.
 LOOPBACK = "127.0.0.1"
@@ -126,6 +127,7 @@ class ApiServer:
             base_url=self.url,
             headers={**self.headers(role, runner_id), **(headers or {})},
             timeout=30,
+            verify=TLS,
             transport=self.transport(source, kwargs.get("limits")),
             **kwargs,
         )

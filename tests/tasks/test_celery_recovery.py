@@ -9,10 +9,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support import Backend, Cluster, free_port, running_cluster, wait_for
+from tests.support import Backend, Cluster, free_port, plain_http, running_cluster, wait_for
 
 HEARTBEAT_TIMEOUT_S = 4
 REAP_INTERVAL_S = 1
@@ -48,7 +47,7 @@ def test_a_broker_unreachable_at_submit_loses_no_job(
 ) -> None:
     # Given an API whose messages cannot reach any worker
     if backend.redis_url:
-        health = httpx.get(f"{single_attempt.server.url}/health")
+        health = plain_http.get(f"{single_attempt.server.url}/health")
         assert health.status_code == 503 and health.json()["broker"].startswith("unreachable")
     started = time.monotonic()
     answer = single_attempt.submit("noop", {"n": uuid.uuid4().hex})
@@ -100,7 +99,7 @@ def test_flower_lists_tasks_with_their_job_type(single_attempt: Cluster) -> None
     auth = ("admin", single_attempt.server.keys.admin)
     url = f"http://127.0.0.1:{port}"
     wait_for(
-        lambda: httpx.get(f"{url}/api/workers", auth=auth).status_code == 200,
+        lambda: plain_http.get(f"{url}/api/workers", auth=auth).status_code == 200,
         timeout_s=60,
         what="Flower",
     )
@@ -108,7 +107,7 @@ def test_flower_lists_tasks_with_their_job_type(single_attempt: Cluster) -> None
     # When jobs run (Flower turns the workers' task events on every few seconds after it
     # starts, so the first may pass unseen: submit until one is seen)
     def flower_task(job_id: str) -> dict[str, object] | None:
-        tasks = httpx.get(f"{url}/api/tasks", auth=auth).json()
+        tasks = plain_http.get(f"{url}/api/tasks", auth=auth).json()
         return next((t for t in tasks.values() if job_id in str(t.get("args"))), None)
 
     def a_job_seen_by_flower() -> dict[str, object] | None:
@@ -123,4 +122,4 @@ def test_flower_lists_tasks_with_their_job_type(single_attempt: Cluster) -> None
     task = wait_for(a_job_seen_by_flower, timeout_s=60, interval_s=0, what="a task in Flower")
     assert "noop" in str(task["kwargs"])
     assert task["name"] == "runpack.execute"
-    assert httpx.get(f"{url}/api/tasks").status_code == 401  # the admin key guards it
+    assert plain_http.get(f"{url}/api/tasks").status_code == 401  # the admin key guards it

@@ -23,7 +23,7 @@ from tests.support import (
     InProcessServer,
     ServerProcess,
     cluster_variables,
-    install_example_plugin,
+    install_example_plugin_once,
     postgres_backend,
     running_server,
     serving_in_process,
@@ -51,8 +51,12 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 @pytest.fixture(scope="session")
 def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example plugin package (job type ``tally``), pip-installed once for PYTHONPATH."""
-    return install_example_plugin(tmp_path_factory.mktemp("plugins"))
+    """The example plugin package (job type ``tally``), pip-installed once per test run for
+    PYTHONPATH: under pytest-xdist, into the run's folder that all its workers share (each
+    worker's base folder is in it), by the first worker to need it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return install_example_plugin_once(shared)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from runner_plugins import InvalidParams, UnknownPlugin, get_plugin, installed_plugins
-from tests.support import install_example_plugin
 
 
 class RecordingContext:
@@ -89,10 +88,9 @@ def test_primes_counts_correctly_with_progress() -> None:
         get_plugin("primes").validate({"limit": 1})
 
 
-def test_an_installed_package_adds_its_plugin_through_the_entry_point(tmp_path: Path) -> None:
+def test_an_installed_package_adds_its_plugin_through_the_entry_point(plugin_dir: Path) -> None:
     # Given the example plugin package installed where Python looks
-    target = install_example_plugin(tmp_path / "site")
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    env = {**os.environ, "PYTHONPATH": str(plugin_dir)}
     # When a process lists the plugins, and runs the new one
     script = (
         "from runner_plugins import get_plugin, installed_plugins\n"

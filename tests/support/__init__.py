@@ -26,7 +26,7 @@ from tests.support.cluster import (
     Cluster,
     cluster_around,
     cluster_variables,
-    install_example_plugin,
+    install_example_plugin_once,
     running_cluster,
     tally_runs,
 )
@@ -55,7 +55,7 @@ __all__ = [
     "database_answers",
     "database_state",
     "free_port",
-    "install_example_plugin",
+    "install_example_plugin_once",
     "nothing_changes",
     "postgres_backend",
     "private_redis",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -45,6 +46,20 @@ def install_example_plugin(target: Path) -> Path:
         capture_output=True,
         timeout=300,
     )
+    return target
+
+
+def install_example_plugin_once(folder: Path) -> Path:
+    """``install_example_plugin`` into ``folder/example-plugin`` unless a process did it
+    already: the first to take the folder's lock installs, the others wait for it and take
+    its install."""
+    target = folder / "example-plugin"
+    installed = target / "INSTALLED"
+    with (folder / "example-plugin.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not installed.exists():
+            install_example_plugin(target)
+            installed.touch()
     return target
 
 

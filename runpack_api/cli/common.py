@@ -60,7 +60,6 @@ def installed_job_types(types: str | None) -> list[str]:
 def open_database(settings: RunpackSettings, *, migrate: bool) -> None:
     """Migrate the database (``migrate``) or just reach it, or exit 2 with one line naming
     it (password hidden) and what went wrong."""
-    from alembic.util import CommandError
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -69,14 +68,14 @@ def open_database(settings: RunpackSettings, *, migrate: bool) -> None:
 
     try:
         if migrate:
-            schema.upgrade(settings.database_url)
+            schema.migrate(settings.database_url)
         else:
             engine = create_db_engine(settings.database_url, pool_size=1)
             try:
                 queries.ping(engine)
             finally:
                 engine.dispose()
-    except (SQLAlchemyError, CommandError) as exc:
+    except (SQLAlchemyError, schema.SchemaError) as exc:
         shown = make_url(settings.database_url).render_as_string(hide_password=True)
         cause = getattr(exc, "orig", None) or exc
         reason = " ".join(line.strip() for line in str(cause).splitlines() if line.strip())

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
-import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
@@ -73,9 +73,13 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def database_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says PostgreSQL could not be reached or ended the session (a
     restart, an outage), rather than that a statement was wrong."""
+    # psycopg is loaded by the first PostgreSQL engine: a process without one (SQLite)
+    # neither imports it (a tenth of a second at start) nor can meet its errors
+    psycopg = sys.modules.get("psycopg")
+    unreachable = psycopg.OperationalError if psycopg is not None else ()
     if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated) or isinstance(exc.orig, psycopg.OperationalError)
-    return isinstance(exc, psycopg.OperationalError)
+        return bool(exc.connection_invalidated) or isinstance(exc.orig, unreachable)
+    return isinstance(exc, unreachable)
 
 
 def until_stored(

@@ -4,21 +4,33 @@ what they declare, and the row type follows the jobs table."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 from sqlmodel import SQLModel
 
 from runpack_tasks.jobstore import models
+from runpack_tasks.jobstore.db import create_db_engine
 from runpack_tasks.jobstore.models import JOBS, JobRow, JobStatus
-from runpack_tasks.jobstore.schema import alembic_config, upgrade
+from runpack_tasks.jobstore.schema import (
+    HEAD,
+    SchemaError,
+    alembic_config,
+    current_revisions,
+    migrate,
+    upgrade,
+)
 
 
 def _differences(engine: Engine, metadata: sa.MetaData) -> list[Any]:
@@ -95,6 +107,53 @@ def test_every_query_has_an_index(engine: Engine) -> None:
 def test_upgrade_twice_is_harmless(database_url: str, engine: Engine) -> None:
     upgrade(database_url)
     assert {"jobs", "runners", "alembic_version"} <= set(inspect(engine).get_table_names())
+
+
+def test_head_is_the_newest_migration() -> None:
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert scripts.get_heads() == [HEAD]
+
+
+def test_migrate_brings_an_older_database_to_head(database_url: str, engine: Engine) -> None:
+    # Given a database one migration behind
+    command.downgrade(alembic_config(database_url), "-1")
+    assert current_revisions(database_url) == {str(int(HEAD) - 1).zfill(4)}
+    # When it is migrated, Then it is at the newest revision, with every table
+    migrate(database_url)
+    assert current_revisions(database_url) == {HEAD}
+    assert _differences(engine, SQLModel.metadata) == []
+
+
+def test_migrate_creates_the_schema_of_a_new_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    assert current_revisions(url) == set()
+    migrate(url)
+    assert current_revisions(url) == {HEAD}
+    engine = create_db_engine(url, pool_size=1)
+    try:
+        assert _differences(engine, SQLModel.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_migrate_at_head_does_not_load_alembic(database_url: str) -> None:
+    script = (
+        "import sys\n"
+        "from runpack_tasks.jobstore.schema import migrate\n"
+        f"migrate({database_url!r})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_database_of_a_newer_version_is_refused(database_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaError, match="9999"):
+        migrate(database_url)
 
 
 def _progress(engine: Engine) -> tuple[Any, Any]:

@@ -26,7 +26,7 @@ from runpack_api.schemas import (
     StatusBatchResponse,
     SubmitResponse,
 )
-from runpack_tasks.jobstore.models import JobStatus
+from runpack_tasks.jobstore.states import JobStatus
 from runpack_tasks.settings import DEFAULT_API_URL
 
 FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED}

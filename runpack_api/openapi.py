@@ -8,12 +8,12 @@ once, here, so no route repeats it.
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
+from typing import TYPE_CHECKING, Any
 
 from runpack_tasks.jobstore.payloads import MAX_SAFE_INTEGER
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 #: The one security scheme: every /api route takes ``Authorization: Bearer <key>``.
 BEARER = "bearer"
@@ -112,6 +112,9 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
 
 def install(app: FastAPI) -> None:
     """Serve ``complete``'s document as the app's /openapi.json (built once)."""
+    # imported here, not with the module: the API's clients load this module's constants
+    # through the schemas, and need no FastAPI
+    from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

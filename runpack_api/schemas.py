@@ -1,10 +1,14 @@
-"""Request and response bodies of the HTTP API, as /docs shows them."""
+"""Request and response bodies of the HTTP API, as /docs shows them.
+
+Pydantic models only: the API's clients (the command line, HTTP runners) use them too, and
+load neither FastAPI nor SQLAlchemy for them; the routes' path and query parameters are in
+``params``.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path, Query
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -16,27 +20,16 @@ from pydantic import (
 )
 
 from runpack_api.openapi import JSON_OBJECT_MARK, STORABLE_TEXT_PATTERN
-from runpack_tasks.jobstore.models import JobStatus, RunnerKind
 from runpack_tasks.jobstore.payloads import JOB_TYPE_PATTERN, MAX_SAFE_INTEGER, refuse_nul
+from runpack_tasks.jobstore.states import JobStatus, RunnerKind
 
 JobType = Annotated[str, StringConstraints(pattern=JOB_TYPE_PATTERN)]
 #: Progress a runner reports: any finite JSON number from 0 up to JavaScript's safe range.
 Amount = Annotated[float, Field(ge=0, le=MAX_SAFE_INTEGER, allow_inf_nan=False)]
-#: Most rows one page of a list holds.
-MAX_PAGE = 500
-#: Largest ``offset`` a list takes (JSON's safe integer range; beyond it a 400).
-MAX_OFFSET = MAX_SAFE_INTEGER
-#: How many rows of a list to return (400 outside 1..MAX_PAGE); give the default with
-#: ``= n`` where the parameter is declared.
-PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE}")]
-#: How many rows of a list to skip (400 outside 0..MAX_OFFSET).
-PageOffset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 #: Most job types a runner serves, or names in one request for jobs.
 MAX_CAPABILITIES = 256
 #: Longest id a path may name: job ids are UUIDs, runner ids at most this long.
 MAX_ID_LENGTH = 64
-#: A job or runner id in a path: NUL cannot be stored, so it is refused (400), not looked up.
-PathId = Annotated[str, Path(pattern=r"^[^\x00]+$")]
 #: Text stored in a column: anything but NUL.
 Text = Annotated[
     str, AfterValidator(refuse_nul), Field(json_schema_extra={"pattern": STORABLE_TEXT_PATTERN})

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from runpack_api import presenters
 from runpack_api.deps import AdminKey, AdminRate, AdminReadKey
 from runpack_api.jsonbody import OrjsonRoute
+from runpack_api.params import PageLimit, PageOffset, PathId
 from runpack_api.schemas import (
     RATE_LIMITED,
     BatchDeleteRequest,
@@ -30,9 +31,6 @@ from runpack_api.schemas import (
     JobTypeList,
     MinuteCount,
     Outcome,
-    PageLimit,
-    PageOffset,
-    PathId,
     RunnerCounts,
     RunnerDetail,
     RunnerList,

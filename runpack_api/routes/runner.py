@@ -20,6 +20,7 @@ from runpack_api.deps import (
     RuntimeDep,
 )
 from runpack_api.jsonbody import OrjsonRoute
+from runpack_api.params import PathId
 from runpack_api.runtime import Runtime
 from runpack_api.schemas import (
     MAX_CAPABILITIES,
@@ -34,7 +35,6 @@ from runpack_api.schemas import (
     HeartbeatRequest,
     JobType,
     Outcome,
-    PathId,
     RegisterRequest,
     RegisterResponse,
     VerifyResponse,

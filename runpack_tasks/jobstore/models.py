@@ -1,15 +1,19 @@
-"""The jobs, runners, job counts and run-time tables, and the job states."""
+"""The jobs, runners, job counts and run-time tables; the job states (``states``), re-exported."""
 
 from __future__ import annotations
 
 import time
 from collections import namedtuple
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 from uuid_utils import uuid7
+
+from runpack_tasks.jobstore.states import ACTIVE_STATUSES as ACTIVE_STATUSES
+from runpack_tasks.jobstore.states import RESUBMITTABLE_STATUSES as RESUBMITTABLE_STATUSES
+from runpack_tasks.jobstore.states import JobStatus as JobStatus
+from runpack_tasks.jobstore.states import RunnerKind as RunnerKind
 
 
 def now_ms() -> int:
@@ -25,27 +29,6 @@ def time_ordered_ids(count: int, created_at_ms: int) -> list[str]:
     about a thousand pages of the primary key)."""
     nanoseconds = created_at_ms * 1_000_000
     return [str(uuid7(nanoseconds=nanoseconds)) for _ in range(count)]
-
-
-class JobStatus(StrEnum):
-    """Where a job is in its lifecycle (SPEC §2)."""
-
-    #: Waiting for a runner or a Celery worker to claim it.
-    PENDING = "pending"
-    #: Claimed by a runner that has not reported progress yet.
-    CLAIMED = "claimed"
-    #: Its runner is reporting heartbeats.
-    IN_PROGRESS = "in_progress"
-    #: Finished with a result, which is the cache entry for its hash.
-    COMPLETED = "completed"
-    #: Finished with an error, or ran out of attempts.
-    FAILED = "failed"
-    #: Completed once, but its result is no longer valid.
-    EXPIRED = "expired"
-
-
-ACTIVE_STATUSES = (JobStatus.CLAIMED, JobStatus.IN_PROGRESS)
-RESUBMITTABLE_STATUSES = (JobStatus.FAILED, JobStatus.EXPIRED)
 
 
 class Job(SQLModel, table=True):
@@ -87,15 +70,6 @@ class Job(SQLModel, table=True):
     published_at: int | None = Field(default=None, sa_type=sa.BigInteger)
     #: The ``cache_version`` of the plugin that computed the result (None: not recorded).
     cache_version: str | None = Field(default=None, max_length=128)
-
-
-class RunnerKind(StrEnum):
-    """How a runner reaches Runpack."""
-
-    #: Polls the HTTP API for jobs.
-    HTTP = "http"
-    #: A Celery worker consuming its job types' queues.
-    CELERY = "celery"
 
 
 class Runner(SQLModel, table=True):

@@ -28,11 +28,21 @@ from tests.support import (
     running_server,
     serving_in_process,
 )
+from tests.support.scheduling import BackendScopes, longest_first
 
 #: Property tests: 200 examples on every run; HYPOTHESIS_PROFILE=thorough tries 2000.
 settings.register_profile("quick", max_examples=200)
 settings.register_profile("thorough", max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest grouped the tests by backend
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    longest_first(items)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> BackendScopes:
+    return BackendScopes(config, log)
 
 
 @pytest.fixture(scope="session", params=["embedded", "postgres"])

@@ -26,7 +26,8 @@ _VERSIONS = sa.table("alembic_version", sa.column("version_num", sa.String))
 
 
 class SchemaError(Exception):
-    """The database cannot be brought to this version's schema (one Alembic refused)."""
+    """Alembic refused to bring the database to this version's schema (it is at a
+    revision this version does not know, say)."""
 
 
 def alembic_config(database_url: str) -> Config:

@@ -43,11 +43,17 @@ def longest_first(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
+def work_unit(nodeid: str) -> str:
+    """The work unit of a test: its module (or class) as ``loadscope`` splits it off the
+    test's id, and the backend the id names, if any."""
+    scope = nodeid.rsplit("::", 1)[0]
+    backend = _BACKEND.search(nodeid)
+    return f"{scope}[{backend.group(1)}]" if backend else scope
+
+
 class BackendScopes(LoadScopeScheduling):
     """``loadscope`` with a work unit per module and backend, in collection order (run
     with ``--no-loadscope-reorder``)."""
 
     def _split_scope(self, nodeid: str) -> str:
-        scope = super()._split_scope(nodeid)
-        backend = _BACKEND.search(nodeid)
-        return f"{scope}[{backend.group(1)}]" if backend else scope
+        return work_unit(nodeid)

@@ -113,16 +113,20 @@ def test_a_job_failing_in_a_group_fails_only_its_own_submit(
         return {"job_type": "grouped", "input_params": unique_params()}
 
     held: list[dict[str, Any]] = []
+    first: list[Future[Any]] = []
     with ExitStack() as stack:
-        # every writer holds a write of one submit, each sent once the one before is held,
-        first = [stack.enter_context(sending(server, [held_body := grouped()]))[0]]
-        held.append(held_body)
-        wait_for(lambda: len(writes.made) == 1, timeout_s=30, what="the first write")
+
+        def hold_one() -> None:
+            """A submit of its own, sent once the one before is held, held by a writer."""
+            held.append(grouped())
+            first.extend(stack.enter_context(sending(server, held[-1:])))
+            wait_for(lambda: len(writes.made) == len(held), timeout_s=30, what="a held write")
+
+        # every writer holds a write of one submit,
+        hold_one()
         (commit,) = writes.commits
         while len(held) < commit._max_writers:
-            first.append(stack.enter_context(sending(server, [held_body := grouped()]))[0])
-            held.append(held_body)
-            wait_for(lambda: len(writes.made) == len(held), timeout_s=30, what="a held write")
+            hold_one()
         # so that the contended submit queues with others for the next write
         behind = [grouped() for _ in range(8)]
         contended = {"job_type": "contended", "input_params": unique_params()}

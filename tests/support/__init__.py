@@ -31,7 +31,12 @@ from tests.support.cluster import (
     tally_runs,
 )
 from tests.support.inprocess import InProcessServer, serving_in_process
-from tests.support.process import ServerProcess, database_answers, running_server
+from tests.support.process import (
+    ServerProcess,
+    database_answers,
+    libraries_loaded,
+    running_server,
+)
 from tests.support.redis_server import private_redis
 from tests.support.server import GENEROUS_RATES, ApiServer, Keys, server_env
 from tests.support.store import database_state, nothing_changes, stored_job
@@ -56,6 +61,7 @@ __all__ = [
     "database_state",
     "free_port",
     "install_example_plugin_once",
+    "libraries_loaded",
     "nothing_changes",
     "postgres_backend",
     "private_redis",

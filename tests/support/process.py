@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -112,3 +113,13 @@ def running_server(
         yield server
     finally:
         server.stop()
+
+
+def libraries_loaded(code: str, libraries: set[str]) -> list[str]:
+    """Which of ``libraries`` (top-level package names) a new Python process has loaded
+    once it ran ``code``."""
+    script = f"import sys\n{code}\nprint(sorted({{m.split('.')[0] for m in sys.modules}}))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    return sorted(set(ast.literal_eval(done.stdout.strip().splitlines()[-1])) & libraries)

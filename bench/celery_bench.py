@@ -16,7 +16,16 @@ What it measures, in one run:
    submit -> the last job's ``finished_at``, read from the database). The submit rate is
    N / (first submit -> last submit answered), measured while the worker runs alongside.
    The ratio Runpack / raw Celery of the medians is checked against ``--target-ratio``.
-3. ``memory``: a new ``runpack worker`` is started, and the RSS (VmRSS, main process plus
+3. ``floor`` (with ``--floor``): the least a job cache on Celery does per job, written by
+   hand with none of Runpack's code (``bench/floor_app.py``, ``bench/floor_api.py``): a
+   FastAPI endpoint that stores the job with one durable ``INSERT ... ON CONFLICT`` and
+   publishes one Celery message, and a task with raw Celery's settings that claims the row
+   with one ``UPDATE`` (its commit not waiting for the disk) and completes it with another.
+   Its API and worker run like Runpack's, on a database of their own, submitted to the same
+   way; ``Runpack / floor`` shows what Runpack costs beyond what the contract itself costs,
+   ``floor / raw Celery`` what the contract costs against Celery alone. The floor uses
+   Runpack's Redis channel: compare it with ``--raw-channel runpack``.
+4. ``memory``: a new ``runpack worker`` is started, and the RSS (VmRSS, main process plus
    its pool children) is read after 100 jobs and after ``--memory-jobs`` jobs; the growth
    is checked against ``--target-growth`` percent. ``--skip-memory`` leaves this out.
 
@@ -25,7 +34,7 @@ reusing one redis client where kombu builds one per command). Raw Celery runs on
 own channel, the baseline the target is about; ``--raw-channel runpack`` gives it
 Runpack's channel too, which shows how much of the ratio that channel accounts for.
 
-The raw and Runpack repetitions are interleaved (raw 1, Runpack 1, raw 2, ...), so a slow
+The repetitions are interleaved (raw 1, floor 1, Runpack 1, raw 2, ...), so a slow
 period of this noisy VM hits both alike; the table shows ``median [min-max]``. Before each
 repetition the script waits (up to ``--quiet-wait`` s) until processes outside the
 benchmark use under 0.2 cores; "other cpu" is what such foreign processes used during the
@@ -112,7 +121,7 @@ ACTIVE_STATUSES = ("pending", "claimed", "in_progress")
 #: Process names whose CPU is part of the benchmark wherever they run.
 SERVER_COMMS = {"redis-server": "redis", "postgres": "postgres", "beam.smp": "rabbitmq"}
 #: Celery workers, whose main process and pool children are counted apart.
-WORKER_GROUPS = {"raw-worker", "rp-worker", "base-worker"}
+WORKER_GROUPS = {"raw-worker", "rp-worker", "base-worker", "floor-worker"}
 
 
 # --- arguments ------------------------------------------------------------------------------
@@ -158,6 +167,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--quiet-wait", type=float, default=60.0, help="max seconds to wait for a quiet machine")
     add("--keep-logs", action="store_true", help="keep the processes' logs")
     add("--baseline", type=Path, help="also run Runpack from this checkout, interleaved")
+    add(
+        "--floor",
+        action="store_true",
+        help="also run the floor (bench/floor_app.py: FastAPI, one INSERT, a Celery task "
+        "that claims and completes with one UPDATE each), interleaved",
+    )
     args = parser.parse_args(argv)
     if args.baseline is not None and not (args.baseline / "runpack_tasks").is_dir():
         parser.error(f"--baseline {args.baseline} is not a checkout of this repository")
@@ -365,35 +380,47 @@ class Runpack:
 
     def run(self, n: int, tag: str) -> Timing:
         """Submit ``n`` new jobs and wait for them (the database has when each finished)."""
-        since_ms = time.time_ns() // 1_000_000
-        first, sent = submit_jobs(self.base_url, self.keys["submit"], n, tag, self.threads)
-        finished, done_when_sent = self.wait_done(since_ms, n, int(sent * 1000))
-        return Timing(first, sent, finished, done_when_sent)
-
-    def wait_done(self, since_ms: int, n: int, sent_ms: int) -> tuple[float, int]:
-        """Wait until no job is active; -> the last finished_at (epoch s) of the ``n`` jobs,
-        and how many had finished by ``sent_ms``."""
-        active = "SELECT count(*) FROM jobs WHERE status = ANY(%s)"
-        wait_for(
-            lambda: self.db.execute(active, [list(ACTIVE_STATUSES)]).fetchone() == (0,),
-            f"{n} Runpack jobs",
-            timeout_s=max(120.0, n / 10),
+        return submit_and_wait(
+            self.db, "jobs", self.base_url, self.keys["submit"], n, tag, self.threads
         )
-        summary = self.db.execute(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'completed'), max(finished_at),"
-            " count(*) FILTER (WHERE finished_at <= %s) FROM jobs WHERE created_at >= %s",
-            [sent_ms, since_ms],
-        ).fetchone()
-        assert summary is not None
-        total, completed, last_ms, done_when_sent = summary
-        if (total, completed) != (n, n):
-            raise RuntimeError(f"{total} jobs created, {completed} completed, expected {n}")
-        return float(last_ms) / 1000, int(done_when_sent)
 
     def worker_rss(self) -> list[tuple[int, int]]:
         """(pid, VmRSS KiB) of the worker and its pool children."""
         assert self.worker is not None
         return [(pid, rss_kib(pid)) for pid in process_tree(self.worker.pid)]
+
+
+def submit_and_wait(
+    db: psycopg.Connection[Any], table: str, base_url: str, key: str, n: int, tag: str, threads: int
+) -> Timing:
+    """Submit ``n`` new noop jobs over HTTP and wait until ``table`` has none active."""
+    since_ms = time.time_ns() // 1_000_000
+    first, sent = submit_jobs(base_url, key, n, tag, threads)
+    finished, done_when_sent = wait_done(db, table, since_ms, n, int(sent * 1000))
+    return Timing(first, sent, finished, done_when_sent)
+
+
+def wait_done(
+    db: psycopg.Connection[Any], table: str, since_ms: int, n: int, sent_ms: int
+) -> tuple[float, int]:
+    """Wait until no job of ``table`` is active; -> the last finished_at (epoch s) of the
+    ``n`` jobs, and how many had finished by ``sent_ms``."""
+    active = f"SELECT count(*) FROM {table} WHERE status = ANY(%s)"
+    wait_for(
+        lambda: db.execute(active, [list(ACTIVE_STATUSES)]).fetchone() == (0,),
+        f"{n} jobs of {table}",
+        timeout_s=max(120.0, n / 10),
+    )
+    summary = db.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'completed'), max(finished_at),"
+        f" count(*) FILTER (WHERE finished_at <= %s) FROM {table} WHERE created_at >= %s",
+        [sent_ms, since_ms],
+    ).fetchone()
+    assert summary is not None
+    total, completed, last_ms, done_when_sent = summary
+    if (total, completed) != (n, n):
+        raise RuntimeError(f"{total} jobs created, {completed} completed, expected {n}")
+    return float(last_ms) / 1000, int(done_when_sent)
 
 
 def submit_jobs(base_url: str, key: str, n: int, tag: str, threads: int) -> tuple[float, float]:
@@ -481,6 +508,67 @@ def start_runpack(
     return runpack
 
 
+# --- the floor ------------------------------------------------------------------------------
+
+
+@dataclass
+class Floor:
+    """The floor's API and worker (``bench/floor_app.py``) on a database of its own."""
+
+    base_url: str
+    key: str
+    db: psycopg.Connection[Any]
+    api: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
+    threads: int
+
+    def groups(self) -> dict[str, int]:
+        return {"floor-api": self.api.pid, "floor-worker": self.worker.pid}
+
+    def run(self, n: int, tag: str) -> Timing:
+        return submit_and_wait(self.db, "floor_jobs", self.base_url, self.key, n, tag, self.threads)
+
+
+def start_floor(
+    procs: Processes, args: argparse.Namespace, database_url: str, stack: contextlib.ExitStack
+) -> Floor:
+    """The floor's table in ``database_url``, its uvicorn API and Celery worker on raw
+    Celery's Redis database (a queue of its own), with Runpack's Redis channel."""
+    from bench.floor_app import SCHEMA
+
+    url = libpq_url(database_url)
+    db = stack.enter_context(psycopg.connect(url, autocommit=True))
+    db.execute(SCHEMA)
+    broker_url = f"redis://{args.redis_host}/{args.raw_redis_db}"
+    if args.broker == "amqp":
+        broker_url = stack.enter_context(rabbitmq_vhost(args.amqp_url, "floor"))
+    key = secrets.token_urlsafe(16)
+    queue = f"bench.floor.{secrets.token_hex(4)}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FLOOR_DATABASE_URL": url,
+        "FLOOR_BROKER_URL": broker_url,
+        "FLOOR_QUEUE": queue,
+        "FLOOR_API_KEY": key,
+    }
+    port = free_port()
+    api_argv = [sys.executable, "-m", "uvicorn", "bench.floor_api:app", "--host", "127.0.0.1"]
+    api_argv += ["--port", str(port), "--no-access-log", "--no-proxy-headers"]
+    api = procs.spawn("floor-api", api_argv, env, ROOT)
+    base_url = f"http://127.0.0.1:{port}"
+    wait_for(
+        lambda: api.poll() is None and httpx.get(f"{base_url}/health").status_code == 200,
+        "the floor's API",
+    )
+    worker_argv = [sys.executable, "-m", "celery", "-A", "bench.floor_app", "worker"]
+    worker_argv += ["-Q", queue, "--pool", args.pool, "--concurrency", str(args.concurrency)]
+    worker = procs.spawn("floor-worker", worker_argv, env, ROOT)
+    floor = Floor(base_url, key, db, api, worker, args.client_threads)
+    floor.run(WARMUP_JOBS, "warmup")
+    return floor
+
+
 # --- the runs -------------------------------------------------------------------------------
 
 
@@ -489,6 +577,7 @@ class Results:
     raw: list[Rep] = field(default_factory=list)
     runpack: list[Rep] = field(default_factory=list)
     base: list[Rep] = field(default_factory=list)
+    floor: list[Rep] = field(default_factory=list)
     rss_first: list[tuple[int, int]] = field(default_factory=list)
     rss_last: list[tuple[int, int]] = field(default_factory=list)
     memory_jobs: int = 0
@@ -500,21 +589,25 @@ def throughput_reps(
     args: argparse.Namespace,
     results: Results,
     base: Runpack | None = None,
+    floor: Floor | None = None,
 ) -> None:
     groups = {"bench": os.getpid(), "raw-worker": raw.proc.pid, **runpack.groups()}
-    databases = [runpack.env["RUNPACK_DATABASE_URL"].rsplit("/", 1)[1]]
+    database = database_of(runpack.db)  # raw Celery's too: it uses none
     if base is not None:
         groups.update(base.groups())
-        databases.append(base.env["RUNPACK_DATABASE_URL"].rsplit("/", 1)[1])
+    if floor is not None:
+        groups.update(floor.groups())
     for rep in range(1, args.reps + 1):
         runs: list[tuple[str, Callable[[int, str], Timing], list[Rep], str]] = [
-            ("raw Celery", raw.run, results.raw, databases[0])
+            ("raw Celery", raw.run, results.raw, database)
         ]
+        if floor is not None:
+            runs.append(("floor", floor.run, results.floor, database_of(floor.db)))
         if base is not None:
-            runs.append(("Runpack (base)", base.run, results.base, databases[1]))
-        runs.append(("Runpack", runpack.run, results.runpack, databases[0]))
-        for label, run, store, database in runs:
-            watched = Watched(groups, database)
+            runs.append(("Runpack (base)", base.run, results.base, database_of(base.db)))
+        runs.append(("Runpack", runpack.run, results.runpack, database))
+        for label, run, store, watched_database in runs:
+            watched = Watched(groups, watched_database)
             load = wait_for_quiet(
                 functools.partial(foreign_load, watched.owners), args.quiet_wait, QUIET_CORES
             )
@@ -524,6 +617,11 @@ def throughput_reps(
             result = measured(watched, args.jobs, functools.partial(run, args.jobs, tag))
             store.append(result)
             log(describe(f"rep {rep} {label}", result))
+
+
+def database_of(db: psycopg.Connection[Any]) -> str:
+    """The name of the database ``db`` is connected to."""
+    return db.info.dbname
 
 
 def memory_run(runpack: Runpack, args: argparse.Namespace, results: Results) -> None:
@@ -589,19 +687,23 @@ def runpack_rows(label: str, reps: list[Rep], raw: list[Rep]) -> list[list[str]]
 def table_rows(results: Results, args: argparse.Namespace) -> tuple[list[list[str]], bool]:
     raw, rp = results.raw, results.runpack
     ratio = ratio_text(rp, raw)[0]
-    other = [r.other_cores for r in raw + rp + results.base]
+    other = [r.other_cores for r in raw + rp + results.base + results.floor]
     rows = [
         ["what", "median [min-max]", "target", "result"],
         ["raw Celery e2e (tasks/s)", spread([r.rate for r in raw]), "", ""],
         ["raw Celery publish rate meanwhile (/s)", spread([r.send_rate for r in raw]), "", ""],
         ["raw Celery backlog drain, worker alone (/s)", spread(drains(raw)), "", ""],
     ]
+    if results.floor:
+        rows += runpack_rows("floor", results.floor, raw)
     if results.base:
         rows += runpack_rows("Runpack (base)", results.base, raw)
     rows += runpack_rows("Runpack", rp, raw)
     rows[-1][2:] = [f">= {args.target_ratio:g}x", verdict(ratio >= args.target_ratio)]
     if results.base:
         rows.append(["Runpack / Runpack (base)", ratio_text(rp, results.base)[1], "", ""])
+    if results.floor:
+        rows.append(["Runpack / floor", ratio_text(rp, results.floor)[1], "", ""])
     rows.append(["other cpu during reps (cores)", spread(other, ".2f"), "", ""])
     passed = ratio >= args.target_ratio
     if results.rss_first:
@@ -620,7 +722,7 @@ def table_rows(results: Results, args: argparse.Namespace) -> tuple[list[list[st
 
 def print_cpu(results: Results) -> None:
     """Median CPU ms per task/job of each process group, for both runs."""
-    runs = [("raw Celery", results.raw), ("Runpack (base)", results.base)]
+    runs = [("raw Celery", results.raw), ("floor", results.floor), ("Runpack (base)", results.base)]
     for label, reps in [*runs, ("Runpack", results.runpack)]:
         if not reps:
             continue
@@ -660,8 +762,13 @@ def run(args: argparse.Namespace, log_dir: Path) -> Results:
         if args.baseline is not None:
             base_url = stack.enter_context(fresh_database(args.pg_url))
             base = start_runpack(procs, args, base_url, stack, baseline=args.baseline)
+        floor = None
+        if args.floor:
+            floor = start_floor(
+                procs, args, stack.enter_context(fresh_database(args.pg_url)), stack
+            )
         log("raw Celery and Runpack are up and warmed")
-        throughput_reps(raw, runpack, args, results, base)
+        throughput_reps(raw, runpack, args, results, base, floor)
         if not args.skip_memory:
             stop(raw.proc)
             memory_run(runpack, args, results)

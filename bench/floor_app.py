@@ -1,0 +1,108 @@
+"""The floor of ``bench/celery_bench.py --floor``: the least a job cache on Celery does per job.
+
+Runpack keeps a job as a durable row, says who runs it, and refuses a late report. The
+floor does the same in the fewest statements a hand-written service would send, with none
+of Runpack's code:
+
+- ``bench/floor_api.py``: FastAPI ``POST /api/jobs/submit`` hashes the parameters, stores
+  the job with one ``INSERT ... ON CONFLICT (job_hash) DO NOTHING RETURNING id`` (a durable
+  commit), and publishes one Celery message carrying the job id.
+- ``floor.execute`` (here): one ``UPDATE ... WHERE status = 'pending'`` claims the row (one
+  winner; its commit does not wait for the disk, as Runpack's claim), the no-op runs, and one
+  ``UPDATE ... WHERE status = 'claimed'`` completes it (a durable commit).
+
+The Celery app has raw Celery's settings (``bench/raw_celery_app.py``: late acks,
+reject-on-worker-lost, prefetch 1, no result backend, JSON) and Runpack's Redis channel.
+Its worker is started by the benchmark as::
+
+    python -m celery -A bench.floor_app worker -Q <queue> --pool prefork --concurrency 2
+
+and reads ``FLOOR_DATABASE_URL`` (libpq) and ``FLOOR_BROKER_URL`` from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+import psycopg
+from celery import Celery
+
+from runpack_tasks import redisbroker
+
+TASK_NAME = "floor.execute"
+
+#: The jobs table: the columns a job cache needs to answer and to run a job.
+SCHEMA = """
+CREATE TABLE floor_jobs (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    job_hash text NOT NULL UNIQUE,
+    job_type text NOT NULL,
+    status text NOT NULL DEFAULT 'pending',
+    input_params jsonb NOT NULL,
+    output_data jsonb,
+    created_at bigint NOT NULL,
+    claimed_at bigint,
+    finished_at bigint
+)
+"""
+NOW_MS = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+INSERT = (
+    "INSERT INTO floor_jobs (job_hash, job_type, input_params, created_at)"
+    f" VALUES (%s, %s, %s, {NOW_MS}) ON CONFLICT (job_hash) DO NOTHING RETURNING id"
+)
+EXISTING = "SELECT id, status FROM floor_jobs WHERE job_hash = %s"
+CLAIM = (
+    f"UPDATE floor_jobs SET status = 'claimed', claimed_at = {NOW_MS}"
+    " WHERE id = %s AND status = 'pending' RETURNING input_params"
+)
+COMPLETE = (
+    f"UPDATE floor_jobs SET status = 'completed', output_data = %s, finished_at = {NOW_MS}"
+    " WHERE id = %s AND status = 'claimed'"
+)
+
+
+def make_app(broker_url: str) -> Celery:
+    redisbroker.register()
+    app = Celery("floor_bench", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        result_backend=None,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+    )
+    return app
+
+
+_connections: tuple[int, psycopg.Connection[Any], psycopg.Connection[Any]] | None = None
+
+
+def connections() -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
+    """This process's (claim, complete) connections; a forked pool child makes its own.
+    The claim's session commits without waiting for the disk."""
+    global _connections
+    if _connections is None or _connections[0] != os.getpid():
+        url = os.environ["FLOOR_DATABASE_URL"]
+        claim = psycopg.connect(url, autocommit=True)
+        claim.execute("SET synchronous_commit = off")
+        _connections = (os.getpid(), claim, psycopg.connect(url, autocommit=True))
+    return _connections[1], _connections[2]
+
+
+app = make_app(os.environ.get("FLOOR_BROKER_URL", "redis://127.0.0.1:6379/12"))
+
+
+@app.task(name=TASK_NAME, shared=False)  # type: ignore[untyped-decorator]
+def execute(job_id: str) -> None:
+    """Claim, run the no-op, complete; a message for a job no longer pending does nothing."""
+    claim, complete = connections()
+    if claim.execute(CLAIM, [job_id]).fetchone() is None:
+        return
+    complete.execute(COMPLETE, [orjson.dumps({"ok": True}).decode(), job_id])

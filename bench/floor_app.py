@@ -11,8 +11,8 @@ of Runpack's code:
   winner; its commit does not wait for the disk, as Runpack's claim), the no-op runs, and one
   ``UPDATE ... WHERE status = 'claimed'`` completes it (a durable commit).
 
-The Celery app has raw Celery's settings (``bench/raw_celery_app.py``: late acks,
-reject-on-worker-lost, prefetch 1, no result backend, JSON) and Runpack's Redis channel.
+The Celery app is raw Celery's (``bench/raw_celery_app.py``: late acks,
+reject-on-worker-lost, prefetch 1, no result backend, JSON), on Runpack's Redis channel.
 Its worker is started by the benchmark as::
 
     python -m celery -A bench.floor_app worker -Q <queue> --pool prefork --concurrency 2
@@ -27,9 +27,8 @@ from typing import Any
 
 import orjson
 import psycopg
-from celery import Celery
 
-from runpack_tasks import redisbroker
+from bench.raw_celery_app import DEFAULT_BROKER_URL, make_app
 
 TASK_NAME = "floor.execute"
 
@@ -63,24 +62,6 @@ COMPLETE = (
 )
 
 
-def make_app(broker_url: str) -> Celery:
-    redisbroker.register()
-    app = Celery("floor_bench", broker=broker_url, set_as_current=False)
-    app.conf.update(
-        broker_connection_retry_on_startup=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_ignore_result=True,
-        result_backend=None,
-        worker_prefetch_multiplier=1,
-        task_serializer="json",
-        accept_content=["json"],
-        worker_send_task_events=False,
-        task_send_sent_event=False,
-    )
-    return app
-
-
 _connections: tuple[int, psycopg.Connection[Any], psycopg.Connection[Any]] | None = None
 
 
@@ -96,7 +77,8 @@ def connections() -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
     return _connections[1], _connections[2]
 
 
-app = make_app(os.environ.get("FLOOR_BROKER_URL", "redis://127.0.0.1:6379/12"))
+#: Raw Celery's app, settings and channel (``bench/raw_celery_app.py``).
+app = make_app(os.environ.get("FLOOR_BROKER_URL", DEFAULT_BROKER_URL), channel="runpack")
 
 
 @app.task(name=TASK_NAME, shared=False)  # type: ignore[untyped-decorator]

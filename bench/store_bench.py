@@ -41,6 +41,8 @@ from harness import cpu_sample, cpu_usage, fresh_database, print_table, server_p
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import Engine  # noqa: E402
+
 from bench.floor_app import CLAIM as FLOOR_CLAIM  # noqa: E402
 from bench.floor_app import COMPLETE as FLOOR_COMPLETE  # noqa: E402
 from bench.floor_app import INSERT as FLOOR_INSERT  # noqa: E402
@@ -96,6 +98,7 @@ def runpack_path(
 ) -> Callable[[int], None]:
     ids = runpack_jobs(url, n)
     engine = create_db_engine(url, pool_size=2)
+    _open.append(engine)
 
     def one(i: int) -> None:
         (job,) = lifecycle.claim_many(engine, [ids[i]], RUNNER)
@@ -136,12 +139,10 @@ def floor_path(
     admin: psycopg.Connection[Any], url: str, _sa_url: str, n: int
 ) -> Callable[[int], None]:
     admin.execute(FLOOR_SCHEMA)
-    ids = [
-        admin.execute(FLOOR_INSERT, [f"h{i}", "noop", orjson.dumps({"i": i}).decode()]).fetchone()[
-            0
-        ]  # type: ignore[index]
-        for i in range(n)
-    ]
+    ids = []
+    for i in range(n):
+        row = admin.execute(FLOOR_INSERT, [f"h{i}", "noop", orjson.dumps({"i": i}).decode()])
+        ids.append(row.fetchone()[0])  # type: ignore[index]
     claim, complete = connections(url)
 
     def one(i: int) -> None:
@@ -158,7 +159,8 @@ def compiled(statement: Any, engine: Any) -> tuple[str, dict[str, Any]]:
     return made.sql, dict(made.defaults)
 
 
-_open: list[psycopg.Connection[Any]] = []
+#: What the variant being measured opened, closed before its database is dropped.
+_open: list[psycopg.Connection[Any] | Engine] = []
 
 
 def connections(url: str) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
@@ -191,7 +193,11 @@ def database(admin_url: str) -> Iterator[tuple[psycopg.Connection[Any], str, str
             yield admin, libpq(url), url
         finally:
             while _open:
-                _open.pop().close()
+                opened = _open.pop()
+                if isinstance(opened, Engine):
+                    opened.dispose()
+                else:
+                    opened.close()
 
 
 def measure(variant: Variant, admin_url: str, n: int) -> Figures:

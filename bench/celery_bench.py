@@ -95,6 +95,7 @@ from harness import (
     foreign_load,
     free_port,
     fresh_database,
+    libpq_url,
     log,
     print_table,
     process_tree,
@@ -322,11 +323,6 @@ def start_raw_celery(
 
 
 # --- Runpack --------------------------------------------------------------------------------
-
-
-def libpq_url(url: str) -> str:
-    """The SQLAlchemy URL without its driver, for psycopg.connect."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 @dataclass

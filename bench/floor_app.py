@@ -62,18 +62,26 @@ COMPLETE = (
 )
 
 
+#: What the no-op job returns, as sent.
+OUTPUT = orjson.dumps({"ok": True}).decode()
+
+
+def open_connections(url: str) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
+    """(claim, complete): autocommit, the claim's session committing without waiting for
+    the disk."""
+    claim = psycopg.connect(url, autocommit=True)
+    claim.execute("SET synchronous_commit = off")
+    return claim, psycopg.connect(url, autocommit=True)
+
+
 _connections: tuple[int, psycopg.Connection[Any], psycopg.Connection[Any]] | None = None
 
 
 def connections() -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
-    """This process's (claim, complete) connections; a forked pool child makes its own.
-    The claim's session commits without waiting for the disk."""
+    """This process's ``open_connections``; a forked pool child opens its own."""
     global _connections
     if _connections is None or _connections[0] != os.getpid():
-        url = os.environ["FLOOR_DATABASE_URL"]
-        claim = psycopg.connect(url, autocommit=True)
-        claim.execute("SET synchronous_commit = off")
-        _connections = (os.getpid(), claim, psycopg.connect(url, autocommit=True))
+        _connections = (os.getpid(), *open_connections(os.environ["FLOOR_DATABASE_URL"]))
     return _connections[1], _connections[2]
 
 
@@ -87,4 +95,4 @@ def execute(job_id: str) -> None:
     claim, complete = connections()
     if claim.execute(CLAIM, [job_id]).fetchone() is None:
         return
-    complete.execute(COMPLETE, [orjson.dumps({"ok": True}).decode(), job_id])
+    complete.execute(COMPLETE, [OUTPUT, job_id])

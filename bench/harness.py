@@ -320,6 +320,11 @@ def runpack_env(
     return env
 
 
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL without its driver, for ``psycopg.connect``."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 @contextlib.contextmanager
 def fresh_database(admin_url: str) -> Iterator[str]:
     """A new migrated database ``runpack_bench_<random>``, dropped WITH (FORCE) afterwards."""

@@ -36,7 +36,15 @@ from typing import Any
 
 import orjson
 import psycopg
-from harness import cpu_sample, cpu_usage, fresh_database, print_table, server_pids, spread
+from harness import (
+    cpu_sample,
+    cpu_usage,
+    fresh_database,
+    libpq_url,
+    print_table,
+    server_pids,
+    spread,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,6 +54,7 @@ from sqlalchemy import Engine  # noqa: E402
 from bench.floor_app import CLAIM as FLOOR_CLAIM  # noqa: E402
 from bench.floor_app import COMPLETE as FLOOR_COMPLETE  # noqa: E402
 from bench.floor_app import INSERT as FLOOR_INSERT  # noqa: E402
+from bench.floor_app import OUTPUT, open_connections  # noqa: E402
 from bench.floor_app import SCHEMA as FLOOR_SCHEMA  # noqa: E402
 from runpack_tasks.jobstore import lifecycle  # noqa: E402
 from runpack_tasks.jobstore.db import create_db_engine  # noqa: E402
@@ -70,15 +79,20 @@ class Figures:
 
 
 @dataclass
+class Database:
+    """A variant's fresh database: an admin connection, and its URL for psycopg and for
+    SQLAlchemy."""
+
+    admin: psycopg.Connection[Any]
+    url: str
+    sa_url: str
+
+
+@dataclass
 class Variant:
     name: str
-    #: (admin connection, libpq URL, SQLAlchemy URL, n) -> a function claiming and
-    #: completing job number i
-    prepare: Callable[[psycopg.Connection[Any], str, str, int], Callable[[int], None]]
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+    #: (its database, n) -> a function claiming and completing job number i
+    prepare: Callable[[Database, int], Callable[[int], None]]
 
 
 def runpack_jobs(url: str, n: int) -> list[str]:
@@ -93,11 +107,9 @@ def runpack_jobs(url: str, n: int) -> list[str]:
         engine.dispose()
 
 
-def runpack_path(
-    _admin: psycopg.Connection[Any], _libpq: str, url: str, n: int
-) -> Callable[[int], None]:
-    ids = runpack_jobs(url, n)
-    engine = create_db_engine(url, pool_size=2)
+def runpack_path(db: Database, n: int) -> Callable[[int], None]:
+    ids = runpack_jobs(db.sa_url, n)
+    engine = create_db_engine(db.sa_url, pool_size=2)
     _open.append(engine)
 
     def one(i: int) -> None:
@@ -109,25 +121,22 @@ def runpack_path(
     return one
 
 
-def plain_path(*setup: str) -> Callable[..., Callable[[int], None]]:
-    def prepare(
-        admin: psycopg.Connection[Any], url: str, sa_url: str, n: int
-    ) -> Callable[[int], None]:
+def plain_path(*setup: str) -> Callable[[Database, int], Callable[[int], None]]:
+    def prepare(db: Database, n: int) -> Callable[[int], None]:
         for statement in setup:
-            admin.execute(statement)
-        ids = runpack_jobs(sa_url, n)
-        engine = create_db_engine(sa_url, pool_size=1)
+            db.admin.execute(statement)
+        ids = runpack_jobs(db.sa_url, n)
+        engine = create_db_engine(db.sa_url, pool_size=1)
         claim_sql, claim_defaults = compiled(lifecycle._CLAIM, engine)
         complete_sql, complete_defaults = compiled(lifecycle._COMPLETE, engine)
         engine.dispose()
-        claim, complete = connections(url)
-        output = orjson.dumps({"ok": True}).decode()
+        claim, complete = connections(db.url)
 
         def one(i: int) -> None:
             now = lifecycle.now_ms()
             given = {"job_id": ids[i], "runner_id": RUNNER, "now": now}
             assert claim.execute(claim_sql, {**claim_defaults, **given}).rowcount == 1
-            reported = {"new_output_data": output, "new_console_output": "", **given}
+            reported = {"new_output_data": OUTPUT, "new_console_output": "", **given}
             assert complete.execute(complete_sql, {**complete_defaults, **reported}).rowcount == 1
 
         return one
@@ -135,20 +144,17 @@ def plain_path(*setup: str) -> Callable[..., Callable[[int], None]]:
     return prepare
 
 
-def floor_path(
-    admin: psycopg.Connection[Any], url: str, _sa_url: str, n: int
-) -> Callable[[int], None]:
-    admin.execute(FLOOR_SCHEMA)
+def floor_path(db: Database, n: int) -> Callable[[int], None]:
+    db.admin.execute(FLOOR_SCHEMA)
     ids = []
     for i in range(n):
-        row = admin.execute(FLOOR_INSERT, [f"h{i}", "noop", orjson.dumps({"i": i}).decode()])
+        row = db.admin.execute(FLOOR_INSERT, [f"h{i}", "noop", orjson.dumps({"i": i}).decode()])
         ids.append(row.fetchone()[0])  # type: ignore[index]
-    claim, complete = connections(url)
+    claim, complete = connections(db.url)
 
     def one(i: int) -> None:
         assert claim.execute(FLOOR_CLAIM, [ids[i]]).fetchone() is not None
-        output = orjson.dumps({"ok": True}).decode()
-        assert complete.execute(FLOOR_COMPLETE, [output, ids[i]]).rowcount == 1
+        assert complete.execute(FLOOR_COMPLETE, [OUTPUT, ids[i]]).rowcount == 1
 
     return one
 
@@ -164,10 +170,8 @@ _open: list[psycopg.Connection[Any] | Engine] = []
 
 
 def connections(url: str) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
-    """(claim, complete): autocommit, the claim's commits not waiting for the disk."""
-    claim = psycopg.connect(url, autocommit=True)
-    claim.execute("SET synchronous_commit = off")
-    complete = psycopg.connect(url, autocommit=True)
+    """The floor's (claim, complete) connections, closed with the variant's database."""
+    claim, complete = open_connections(url)
     _open.extend((claim, complete))
     return claim, complete
 
@@ -187,10 +191,13 @@ VARIANTS = [
 
 
 @contextlib.contextmanager
-def database(admin_url: str) -> Iterator[tuple[psycopg.Connection[Any], str, str]]:
-    with fresh_database(admin_url) as url, psycopg.connect(libpq(url), autocommit=True) as admin:
+def database(admin_url: str) -> Iterator[Database]:
+    with (
+        fresh_database(admin_url) as url,
+        psycopg.connect(libpq_url(url), autocommit=True) as admin,
+    ):
         try:
-            yield admin, libpq(url), url
+            yield Database(admin, libpq_url(url), url)
         finally:
             while _open:
                 opened = _open.pop()
@@ -201,12 +208,12 @@ def database(admin_url: str) -> Iterator[tuple[psycopg.Connection[Any], str, str
 
 
 def measure(variant: Variant, admin_url: str, n: int) -> Figures:
-    with database(admin_url) as (admin, url, sa_url):
-        one = variant.prepare(admin, url, sa_url, n)
+    with database(admin_url) as db:
+        one = variant.prepare(db, n)
         warm = min(100, n // 10)
         for i in range(warm):
             one(i)
-        name = admin.info.dbname
+        name = db.admin.info.dbname
         before = cpu_sample(server_pids(name))
         wall, cpu = time.perf_counter(), time.process_time()
         for i in range(warm, n):
